@@ -1,0 +1,203 @@
+"""The ``transferlab`` command: thin wrappers that parse flags, call the library and print."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import TransferLabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="TransferLab: transfer learning for text classification (word vectors, frozen sentence "
+                       "encoders, fine-tuned transformers).")
+out = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn):
+    """A user-fixable problem prints one clear message and exits non-zero; a bug keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TransferLabError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+DATA = typer.Option(..., "--data", help="CSV/TSV (.gz/.bz2), JSONL, a saved Hugging Face dataset folder, or a hub name")
+TEXT = typer.Option("text", "--text-col", help="column holding the text")
+LABEL = typer.Option("label", "--label-col", help="column holding the label(s)")
+PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-pair tasks")
+SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
+SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
+
+
+def _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, skip_bad_rows):
+    from .data.loading import DataSpec
+
+    return DataSpec(path=data, text_col=text_col, label_col=label_col, pair_col=pair_col, label_sep=label_sep,
+                    split=split, max_train=max_train, skip_bad_rows=skip_bad_rows)
+
+
+def _report_reading(report) -> None:
+    if report.skipped:
+        err.print(f"[yellow]warning:[/] {report.summary()}", highlight=False)
+
+
+@app.command()
+@friendly
+def models(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
+    """List the short names of pretrained representations, their family, size, licence and whether installed."""
+    from .encoders.zoo import describe
+
+    rows = describe()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="pretrained representations")
+    for col in ("name", "family", "size", "licence", "installed", "source / hub"):
+        table.add_column(col)
+    for r in rows:
+        where = r["source"] + (f" | {r['hub']}" if r.get("hub") else "")
+        table.add_row(r["name"], r["family"], r["size"], r["licence"], "yes" if r["installed"] else "no", where)
+    out.print(table)
+    out.print("Any local folder or Hugging Face hub id works as --encoder too; word-vector files as "
+              "vectors:PATH (.vec, .txt, .gz, fastText .bin).")
+
+
+@app.command()
+@friendly
+def train(
+    data: str = DATA, text_col: str = TEXT, label_col: str = LABEL, pair_col: Optional[str] = PAIR,
+    label_sep: Optional[str] = SEP,
+    split: str = typer.Option("stratified", help="seed | seed:N1,N2 | stratified[:F1,F2,F3] | column:NAME | time:NAME[:F1,F2,F3] | none"),
+    max_train: Optional[int] = typer.Option(None, help="subsample the training part to N rows (stratified)"),
+    skip_bad_rows: bool = SKIP,
+    encoder: str = typer.Option("glove-50d", help="short name (see `transferlab models`), local path, hub id, or vectors:FILE"),
+    head: Optional[str] = typer.Option(None, help="word vectors: cnn|bigru|bilstm|dan; frozen: logreg|mlp; transformer: linear|mlp"),
+    strategy: Optional[str] = typer.Option(None, help="word vectors: trainable|frozen; transformer: finetune|frozen|gradual|lora"),
+    max_length: Optional[int] = typer.Option(None, help="tokens kept per text (default 400 words / 256 subwords)"),
+    truncation: str = typer.Option("head", help="long documents: head | head+tail | chunks (frozen encoders)"),
+    pooling: str = typer.Option("mean", help="transformer pooling: mean | cls"),
+    epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None), grad_accum: int = typer.Option(1, help="gradient accumulation steps"),
+    patience: int = typer.Option(3, help="early-stopping patience in epochs (0 = never stop early)"),
+    metric: str = typer.Option("macro_f1", help="validation metric for early stopping: accuracy|macro_f1|micro_f1|roc_auc|pr_auc"),
+    seed: int = typer.Option(13), device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA) | fp32 | bf16 | fp16"),
+    trust_remote_code: bool = typer.Option(False, help="allow model code from the hub (off: never runs foreign code)"),
+    evaluate_test: bool = typer.Option(True, "--test/--no-test", help="evaluate on the test part after training"),
+    out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
+):
+    """Train a classifier and save it (with its metrics and curves) in --out."""
+    from .data.loading import load_parts
+    from .models.classifier import TextClassifier
+
+    spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, skip_bad_rows)
+    parts, report = load_parts(spec, seed=seed)
+    _report_reading(report)
+    err.print(f"data: train {len(parts['train'])}, validation {len(parts['validation'])}, test {len(parts['test'])}")
+    clf = TextClassifier(encoder=encoder, head=head, strategy=strategy, max_length=max_length, truncation=truncation,
+                         pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
+                         patience=patience or None, metric=metric, seed=seed, device=device, precision=precision,
+                         trust_remote_code=trust_remote_code)
+    validation = parts["validation"] if len(parts["validation"]) else None
+    data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
+    clf.fit(parts["train"], validation=validation, out_dir=out_dir, data_info=data_info)
+    best = clf.fit_info_.get("best", {})
+    err.print(f"trained in {clf.fit_info_['train_seconds']:.1f}s; best epoch {best.get('epoch')}; saved to {out_dir}")
+    if evaluate_test and len(parts["test"]):
+        _evaluate_and_write(clf, parts["test"], out_dir / "report.json")
+
+
+def _evaluate_and_write(clf, examples, report_path: Path) -> dict:
+    from .evaluation.metrics import format_report
+    from .evaluation.plots import plot_confusion
+
+    started = time.perf_counter()
+    report = clf.evaluate(examples, show_progress=True)
+    seconds = time.perf_counter() - started
+    report["seconds"] = round(seconds, 2)
+    report["docs_per_second"] = round(len(examples) / seconds, 2) if seconds else None
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    cm = report.get("confusion_matrix")
+    if cm and "matrix" in cm:
+        plot_confusion(cm["matrix"], cm["labels"], report_path.with_name(report_path.stem + "_confusion.png"))
+    out.print(format_report(report), highlight=False)
+    err.print(f"report written to {report_path}")
+    return report
+
+
+@app.command()
+@friendly
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train`"),
+    data: str = DATA, text_col: str = TEXT, label_col: str = LABEL, pair_col: Optional[str] = PAIR,
+    label_sep: Optional[str] = SEP,
+    split: str = typer.Option("all", help="which rows to score, e.g. seed:test, stratified:0.8,0.1,0.1:test, all"),
+    limit: Optional[int] = typer.Option(None, help="score only the first N rows of that part"),
+    skip_bad_rows: bool = SKIP, seed: int = typer.Option(13, help="seed of a random split spec"),
+    report: Path = typer.Option(None, "--report", help="JSON report path (default MODEL_DIR/eval.json)"),
+):
+    """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix."""
+    from .data.loading import needed_columns
+    from .data.readers import read_examples
+    from .data.splits import select_split
+    from .models.classifier import TextClassifier
+
+    clf = TextClassifier.load(model_dir)
+    examples, read_report = read_examples(data, text_col=text_col, label_col=label_col, pair_col=pair_col,
+                                          label_sep=label_sep, keep_cols=needed_columns(split),
+                                          skip_bad_rows=skip_bad_rows)
+    _report_reading(read_report)
+    part = select_split(examples, split, seed=seed)
+    if limit is not None:
+        part = part.subset(range(min(limit, len(part))))
+    _evaluate_and_write(clf, part, report or model_dir / "eval.json")
+
+
+@app.command()
+@friendly
+def predict(
+    model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train`"),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="JSONL file (default: standard input)"),
+    text_field: str = typer.Option("text", help="field holding the text"),
+    pair_field: Optional[str] = typer.Option(None, help="field holding the second text of a pair"),
+    batch_size: int = typer.Option(256, help="lines scored together"),
+):
+    """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted)."""
+    from .models.classifier import TextClassifier
+    from .serving_io import iter_jsonl
+
+    clf = TextClassifier.load(model_dir)
+    stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
+    name = str(input_file) if input_file else "<stdin>"
+    for chunk in iter_jsonl(stream, name, text_field, pair_field, batch_size):
+        texts = [obj[text_field] for obj in chunk]
+        X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts
+        proba = clf.predict_proba(X)
+        for obj, label, row in zip(chunk, clf.decode(proba), proba):
+            rest = {k: v for k, v in obj.items() if k not in (text_field, pair_field)}
+            rest.update(label=label, scores={lab: round(float(p), 6) for lab, p in zip(clf.labels_, row)})
+            print(json.dumps(rest, ensure_ascii=False))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

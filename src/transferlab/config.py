@@ -1,0 +1,110 @@
+"""Run configuration: what model to build and how to train it.  The CLI only maps flags onto these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import ConfigError
+from .encoders.zoo import TRANSFORMER, WORD_VECTORS, family_of
+
+FROZEN_FEATURES = "frozen-features"  # a transformer/sentence encoder used frozen: features + head
+STRATEGIES = {WORD_VECTORS: ("trainable", "frozen"), TRANSFORMER: ("finetune", "frozen", "gradual", "lora")}
+HEADS = {WORD_VECTORS: ("cnn", "bigru", "bilstm", "dan"), FROZEN_FEATURES: ("logreg", "mlp"),
+         TRANSFORMER: ("linear", "mlp")}
+TRUNCATIONS = ("head", "head+tail", "chunks")
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "glove-50d"
+    head: str | None = None
+    strategy: str | None = None
+    max_length: int | None = None
+    truncation: str = "head"
+    pooling: str = "mean"
+    hidden: int | None = None
+    dropout: float = 0.2
+    min_count: int = 2
+    head_options: dict = field(default_factory=dict)
+    indomain_dim: int = 100
+    lora_r: int = 8
+    lora_alpha: int = 16
+    layer_decay: float = 0.85
+    trust_remote_code: bool = False
+
+    @property
+    def family(self) -> str:
+        fam = family_of(self.encoder)
+        return FROZEN_FEATURES if fam == TRANSFORMER and self.strategy == "frozen" else fam
+
+    def resolve_defaults(self) -> "ModelConfig":
+        """Fill family defaults and reject combinations that cannot work, before any heavy work."""
+        base = family_of(self.encoder)
+        self.strategy = self.strategy or ("trainable" if base == WORD_VECTORS else "finetune")
+        if self.strategy not in STRATEGIES[base]:
+            raise ConfigError(f"strategy {self.strategy!r} does not apply to {base} encoder {self.encoder!r}",
+                              hint=f"choose one of {', '.join(STRATEGIES[base])}")
+        fam = self.family
+        defaults = {WORD_VECTORS: ("cnn", 400), FROZEN_FEATURES: ("logreg", None), TRANSFORMER: ("linear", 256)}
+        head, length = defaults[fam]
+        self.head = self.head or head
+        if self.head not in HEADS[fam]:
+            raise ConfigError(f"head {self.head!r} does not fit a {fam} model",
+                              hint=f"choose one of {', '.join(HEADS[fam])}")
+        self.max_length = self.max_length or length
+        if self.truncation not in TRUNCATIONS or (self.truncation == "chunks" and fam != FROZEN_FEATURES):
+            raise ConfigError(f"truncation {self.truncation!r} is not available for {fam} models",
+                              hint="head and head+tail work everywhere; chunks only for frozen encoders")
+        if self.pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling {self.pooling!r} is unknown", hint="mean or cls")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    patience: int | None = 3
+    metric: str = "macro_f1"
+    seed: int = 13
+    device: str = "auto"
+    precision: str = "auto"
+    eval_batch_size: int | None = None
+    validation_fraction: float = 0.1
+
+    def resolve_defaults(self, model: ModelConfig) -> "TrainConfig":
+        fam = model.family
+        epochs, batch, lr = {
+            WORD_VECTORS: (10, 32, 2e-3),
+            FROZEN_FEATURES: (100, 64, 3e-3),
+            TRANSFORMER: (3, 16, 3e-4 if model.strategy == "lora" else 4e-5),
+        }[fam]
+        self.epochs = self.epochs or epochs
+        self.batch_size = self.batch_size or batch
+        self.lr = self.lr or lr
+        self.eval_batch_size = self.eval_batch_size or max(64, self.batch_size * 2)
+        if fam == FROZEN_FEATURES and self.patience is not None:
+            self.patience = max(self.patience, 10)
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision {self.precision!r} is unknown", hint="auto, fp32, bf16 or fp16")
+        return self
+
+
+def split_kwargs(kwargs: dict) -> tuple[dict, dict]:
+    """Route flat keyword arguments (the scikit-learn style) to the two configs; reject unknown ones."""
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    unknown = set(kwargs) - model_keys - train_keys
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}",
+                          hint=f"valid: {', '.join(sorted(model_keys | train_keys))}")
+    return ({k: v for k, v in kwargs.items() if k in model_keys}, {k: v for k, v in kwargs.items() if k in train_keys})
+
+
+def as_dict(cfg) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,167 @@
+"""Classification metrics as a plain, JSON-ready dict, plus a terminal rendering of it.
+
+Every number comes from scikit-learn so results match what users would compute themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, log_loss,
+                             multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score)
+
+from ..errors import DataError
+
+
+def classification_report(y_true, proba, labels: list[str], *, multilabel: bool = False,
+                          threshold: float = 0.5) -> dict:
+    """Metrics for ``proba`` (n, k; columns in the order of ``labels``) against ``y_true``.
+
+    Single-label: ``y_true`` holds one label per row, prediction is the argmax.
+    Multi-label: ``y_true`` holds a list of labels per row, prediction is ``proba >= threshold``.
+    Undefined values (e.g. the AUC of a class absent from ``y_true``) are None.
+    """
+    labels = list(labels)
+    k = len(labels)
+    proba = np.asarray(proba, dtype=np.float64)
+    if not len(y_true) and proba.size == 0:
+        proba = proba.reshape(0, k)
+    if proba.ndim != 2 or proba.shape != (len(y_true), k):
+        raise ValueError(f"proba has shape {proba.shape}, expected ({len(y_true)}, {k})")
+    # Rows as label lists for both modes; a bare string in multi-label data is one label, not characters.
+    rows = [[r] if not multilabel or isinstance(r, str) else list(r) for r in y_true]
+    _check_known(rows, labels)
+    index = {lab: j for j, lab in enumerate(labels)}
+    cols = list(range(k))
+
+    report: dict = {"n": len(y_true), "labels": labels, "multilabel": multilabel}
+    if multilabel:
+        report["threshold"] = threshold
+    if not len(y_true):
+        # An empty evaluation set (e.g. every validation label unseen) is reported, not fatal.
+        return _clean({**report, **dict.fromkeys(
+            ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss"))})
+
+    if multilabel:
+        y = np.zeros((len(y_true), k), dtype=int)
+        for i, row in enumerate(rows):
+            y[i, [index[lab] for lab in row]] = 1
+        pred = (proba >= threshold).astype(int)
+        columns = [(y[:, j], proba[:, j]) for j in cols]
+    else:
+        y = np.asarray([index[lab] for lab in y_true])
+        pred = proba.argmax(axis=1)
+        columns = [(y == j, proba[:, j]) for j in cols]
+
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=cols, average=None, zero_division=0)
+    report["accuracy"] = accuracy_score(y, pred)
+    for avg in ("macro", "micro", "weighted"):
+        report[f"{avg}_f1"] = precision_recall_fscore_support(y, pred, labels=cols, average=avg,
+                                                             zero_division=0)[2]
+    report["per_class"] = {lab: {"precision": p[j], "recall": r[j], "f1": f[j], "support": s[j]}
+                           for j, lab in enumerate(labels)}
+
+    if not multilabel and k == 2:
+        report["roc_auc"], report["pr_auc"] = _auc_pair(*columns[1])
+    else:
+        pairs = [_auc_pair(t, sc) for t, sc in columns]
+        report["roc_auc"] = _mean_defined(a for a, _ in pairs)
+        report["pr_auc"] = _mean_defined(b for _, b in pairs)
+        report["roc_auc_per_class"] = {lab: pairs[j][0] for j, lab in enumerate(labels)}
+        report["pr_auc_per_class"] = {lab: pairs[j][1] for j, lab in enumerate(labels)}
+
+    if multilabel:
+        mats = multilabel_confusion_matrix(y, pred, labels=cols)
+        report["confusion_matrix"] = {lab: {"labels": [f"not {lab}", lab], "matrix": mats[j].tolist()}
+                                      for j, lab in enumerate(labels)}
+        report["log_loss"] = None
+    else:
+        report["confusion_matrix"] = {"labels": labels,
+                                      "matrix": confusion_matrix(y, pred, labels=cols).tolist()}
+        report["log_loss"] = log_loss(y, proba, labels=cols)
+    return _clean(report)
+
+
+def format_report(report: dict) -> str:
+    """A compact text table of a :func:`classification_report` result, for the terminal."""
+    lines = [f"n={report['n']}  accuracy={_fmt(report.get('accuracy'))}  "
+             f"macro F1={_fmt(report.get('macro_f1'))}  micro F1={_fmt(report.get('micro_f1'))}  "
+             f"weighted F1={_fmt(report.get('weighted_f1'))}",
+             f"ROC AUC={_fmt(report.get('roc_auc'))}  PR AUC={_fmt(report.get('pr_auc'))}"
+             + (f"  log loss={_fmt(report['log_loss'])}" if report.get("log_loss") is not None else "")]
+    per_class = report.get("per_class")
+    if not per_class:
+        return "\n".join(lines)
+
+    roc_pc, pr_pc = report.get("roc_auc_per_class"), report.get("pr_auc_per_class")
+    w = max(5, *(len(str(lab)) for lab in per_class))
+    head = f"{'label':<{w}}  {'prec':>6} {'recall':>6} {'f1':>6} {'support':>7}"
+    if roc_pc:
+        head += f" {'rocauc':>6} {'prauc':>6}"
+    lines += ["", head, "-" * len(head)]
+    for lab, m in per_class.items():
+        row = f"{lab:<{w}}  {_fmt(m['precision'])} {_fmt(m['recall'])} {_fmt(m['f1'])} {m['support']:>7}"
+        if roc_pc:
+            row += f" {_fmt(roc_pc.get(lab))} {_fmt(pr_pc.get(lab))}"
+        lines.append(row)
+
+    cm = report.get("confusion_matrix")
+    if cm and report.get("multilabel"):
+        lines += ["", "confusion per label (tn fp / fn tp):"]
+        lines += [f"  {lab:<{w}}  {m['matrix'][0][0]} {m['matrix'][0][1]} / {m['matrix'][1][0]} "
+                  f"{m['matrix'][1][1]}" for lab, m in cm.items()]
+    elif cm:
+        names = [str(lab) for lab in cm["labels"]]
+        cw = max(4, *(len(str(v)) for row in cm["matrix"] for v in row), *(len(n) for n in names))
+        lines += ["", "confusion matrix (rows = true, columns = predicted):",
+                  " " * (w + 2) + " ".join(f"{n[:cw]:>{cw}}" for n in names)]
+        lines += [f"{n:<{w}}  " + " ".join(f"{v:>{cw}}" for v in row) for n, row in zip(names, cm["matrix"])]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_known(rows: list[list], labels: list) -> None:
+    known = set(labels)
+    bad_rows = [{lab for lab in row if lab not in known} for row in rows]
+    counts = Counter(lab for bad in bad_rows for lab in bad)
+    if counts:
+        detail = ", ".join(f"{lab!r} ({c} row{'s' * (c != 1)})" for lab, c in sorted(counts.items(), key=str))
+        raise DataError(f"{sum(map(bool, bad_rows))} row(s) carry label(s) the model does not know: {detail}",
+                        hint=f"the model was trained on labels {labels}; relabel or retrain")
+
+
+def _auc_pair(truth, score) -> tuple[float | None, float | None]:
+    """ROC AUC needs both classes present; average precision only needs a positive."""
+    truth = np.asarray(truth, dtype=bool)
+    pos = int(truth.sum())
+    roc = roc_auc_score(truth, score) if 0 < pos < len(truth) else None
+    pr = average_precision_score(truth, score) if pos else None
+    return roc, pr
+
+
+def _mean_defined(values) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def _clean(obj):
+    """Numpy scalars to Python, NaN/inf to None, so ``json.dumps`` always works."""
+    if isinstance(obj, dict):
+        return {str(key): _clean(v) for key, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _fmt(v) -> str:
+    return f"{v:6.3f}" if isinstance(v, (int, float)) else f"{'-':>6}"

@@ -1,0 +1,321 @@
+"""How each family turns examples into tensors, builds its network, and saves what it needs.
+
+A backend is the only family-specific code: the estimator, the trainer, saving and evaluation
+are shared (the Flair idea: a new family implements "how do I embed a data point").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import FROZEN_FEATURES, ModelConfig
+from ..data.records import Examples
+from ..encoders import wordvec
+from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved
+from ..errors import ModelFileError, ModelNotAvailableError
+from .networks import FeatureNet, TransformerNet, WordVectorNet
+
+
+class Backend:
+    family: str
+
+    def __init__(self, cfg: ModelConfig, resolved: Resolved, device: str):
+        self.cfg, self.resolved, self.device = cfg, resolved, device
+        self.info: dict = {}
+
+    # --- fit time / load time
+    def build(self, train: Examples, validation: Examples | None, n_labels: int, seed: int) -> nn.Module: ...
+    def restore(self, folder: Path, n_labels: int, info: dict) -> nn.Module: ...
+    def save_files(self, folder: Path, module: nn.Module) -> None: ...
+
+    # --- data
+    def prepare(self, examples: Examples) -> list[dict]: ...
+    def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
+
+    def length(self, item: dict) -> int:
+        return len(item.get("input_ids", ()))
+
+    # --- training
+    def param_groups(self, module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        return _decay_groups([(n, p) for n, p in module.named_parameters() if p.requires_grad], lr, weight_decay)
+
+    def on_step(self, module: nn.Module, step: int, total: int) -> None:
+        pass
+
+    def state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        return module.state_dict()
+
+
+def _decay_groups(named, lr: float, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and norms, as in BERT's recipe."""
+    decay = [p for n, p in named if p.ndim > 1]
+    no_decay = [p for n, p in named if p.ndim <= 1]
+    return [g for g in ({"params": decay, "lr": lr, "weight_decay": weight_decay},
+                        {"params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
+
+
+def _pad(seqs: Sequence[Sequence[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+class WordVectorBackend(Backend):
+    family = WORD_VECTORS
+
+    def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        return wordvec.tokenize_all(texts, self.cfg.max_length, self.cfg.truncation)
+
+    def build(self, train, validation, n_labels, seed):
+        token_lists = self._tokens(train.texts) + (self._tokens(train.pairs) if train.is_pair else [])
+        if self.resolved.name == "fasttext-indomain":
+            unlabeled = token_lists + (self._tokens(validation.texts) if validation is not None and len(validation) else [])
+            vectors = wordvec.train_fasttext(unlabeled, dim=self.cfg.indomain_dim, seed=seed)
+        else:
+            candidates = {t for toks in token_lists for t in toks}
+            vectors = wordvec.load_vectors(self.resolved, restrict=candidates)
+        vocab = wordvec.build_vocab(token_lists, set(vectors.words), min_count=self.cfg.min_count)
+        matrix, hits = wordvec.embedding_matrix(vocab, vectors, vectors.dim, seed)
+        self.vocab = vocab
+        self.index = {w: i for i, w in enumerate(vocab)}
+        self.info = {"vocab_size": len(vocab), "emb_dim": vectors.dim, "pretrained_hits": hits,
+                     "oov_in_vocab": len(vocab) - 2 - hits}
+        module = self._module(n_labels, train.is_pair)
+        module.embedding.weight.data.copy_(torch.from_numpy(matrix))
+        return module
+
+    def _module(self, n_labels: int, pair: bool) -> WordVectorNet:
+        self.info["pair"] = pair
+        return WordVectorNet(self.info["vocab_size"], self.info["emb_dim"], self.cfg.head, n_labels, pair=pair,
+                             trainable=self.cfg.strategy == "trainable", dropout=self.cfg.dropout,
+                             hidden=self.cfg.hidden, head_options=self.cfg.head_options)
+
+    def restore(self, folder, n_labels, info):
+        vocab_file = folder / "vocab.txt"
+        if not vocab_file.exists():
+            raise ModelFileError("vocab.txt is missing", where=str(folder), hint="re-save or retrain the model")
+        self.vocab = vocab_file.read_text(encoding="utf-8").split("\n")
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.info = dict(info)
+        return self._module(n_labels, info.get("pair", False))
+
+    def save_files(self, folder, module):
+        # Tokens never contain a newline (the tokenizer splits on whitespace), so one per line is safe.
+        (folder / "vocab.txt").write_text("\n".join(self.vocab), encoding="utf-8")
+
+    def prepare(self, examples):
+        ids = wordvec.encode_tokens(self._tokens(examples.texts), self.index)
+        if not examples.is_pair:
+            return [{"input_ids": x} for x in ids]
+        pair_ids = wordvec.encode_tokens(self._tokens(examples.pairs), self.index)
+        return [{"input_ids": x, "pair_ids": y} for x, y in zip(ids, pair_ids)]
+
+    def collate(self, items):
+        ids, mask = _pad([it["input_ids"] for it in items])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "pair_ids" in items[0]:
+            batch["pair_ids"], batch["pair_mask"] = _pad([it["pair_ids"] for it in items])
+        return batch
+
+
+class FrozenFeatureBackend(Backend):
+    """A sentence encoder used frozen: embeddings computed once (and cached), then a small head."""
+
+    family = FROZEN_FEATURES
+
+    def _encoder(self):
+        if getattr(self, "_enc", None) is None:
+            from ..encoders.sentence import SentenceEncoder
+
+            self._enc = SentenceEncoder(self.resolved, device=self.device, max_length=self.cfg.max_length,
+                                        long_document=self.cfg.truncation,
+                                        trust_remote_code=self.cfg.trust_remote_code)
+        return self._enc
+
+    def build(self, train, validation, n_labels, seed):
+        enc = self._encoder()
+        self.info = {"dim": enc.dim, "pair": train.is_pair, "max_length": enc.max_length}
+        module = self._module(n_labels)
+        feats = [it["features"] for it in self.prepare(train)]
+        module.set_standardisation(torch.from_numpy(np.stack(feats)))
+        return module
+
+    def _module(self, n_labels):
+        return FeatureNet(self.info["dim"], n_labels, pair=self.info["pair"],
+                          hidden=self.cfg.hidden or (256 if self.cfg.head == "mlp" else None),
+                          dropout=self.cfg.dropout if self.cfg.head == "mlp" else 0.0)
+
+    def restore(self, folder, n_labels, info):
+        self.info = dict(info)
+        return self._module(n_labels)
+
+    def save_files(self, folder, module):
+        pass  # the encoder is referenced by name and checked by SHA-256 at load; only the head is saved
+
+    def prepare(self, examples):
+        enc = self._encoder()
+        x = enc.encode(examples.texts, show_progress=len(examples) > 256)
+        if not examples.is_pair:
+            return [{"features": v} for v in x]
+        y = enc.encode(examples.pairs, show_progress=len(examples) > 256)
+        return [{"features": a, "pair_features_": b} for a, b in zip(x, y)]
+
+    def collate(self, items):
+        batch = {"features": torch.from_numpy(np.stack([it["features"] for it in items]))}
+        if "pair_features_" in items[0]:
+            batch["pair_features_"] = torch.from_numpy(np.stack([it["pair_features_"] for it in items]))
+        return batch
+
+    def length(self, item):
+        return 1
+
+
+class TransformerBackend(Backend):
+    family = TRANSFORMER
+
+    def _hub_kwargs(self) -> dict:
+        kwargs = {"trust_remote_code": self.cfg.trust_remote_code}
+        if not self.resolved.local and self.resolved.revision:
+            kwargs["revision"] = self.resolved.revision
+        return kwargs
+
+    def build(self, train, validation, n_labels, seed):
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, **self._hub_kwargs())
+            backbone = AutoModel.from_pretrained(self.resolved.location, use_safetensors=True, dtype=torch.float32,
+                                                 **self._hub_kwargs())
+        except OSError as exc:
+            raise ModelNotAvailableError(f"cannot load a transformer from here: {exc}".splitlines()[0],
+                                         where=self.resolved.location,
+                                         hint="give a local model folder with safetensors weights, a hub id when "
+                                              "online, or a short name from `transferlab models`") from None
+        self.info = {"pair": train.is_pair}
+        return self._wrap(backbone, n_labels)
+
+    def _wrap(self, backbone, n_labels):
+        module = TransformerNet(backbone, n_labels, pooling=self.cfg.pooling, dropout=self.cfg.dropout,
+                                hidden=self.cfg.hidden or (256 if self.cfg.head == "mlp" else None))
+        if self.cfg.strategy == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=0.1,
+                              target_modules="all-linear")
+            module.backbone = get_peft_model(backbone, lora)
+        return module
+
+    def restore(self, folder, n_labels, info):
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        for sub in ("tokenizer", "encoder"):
+            if not (folder / sub).is_dir():
+                raise ModelFileError(f"the {sub}/ folder is missing", where=str(folder), hint="re-save or retrain")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        config = AutoConfig.from_pretrained(folder / "encoder")
+        self.info = dict(info)
+        cfg_lora = self.cfg.strategy == "lora"
+        self.cfg.strategy = "finetune" if cfg_lora else self.cfg.strategy  # saved weights are already merged
+        module = self._wrap(AutoModel.from_config(config), n_labels)
+        self.cfg.strategy = "lora" if cfg_lora else self.cfg.strategy
+        return module
+
+    def save_files(self, folder, module):
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        backbone = module.backbone
+        (backbone.get_base_model() if self.cfg.strategy == "lora" else backbone).config.save_pretrained(folder / "encoder")
+
+    def state_dict(self, module):
+        backbone = module.backbone
+        if self.cfg.strategy == "lora":
+            # Merge a copy so the saved model loads without PEFT and training can continue.
+            import copy
+
+            backbone = copy.deepcopy(backbone).merge_and_unload()
+        state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+        state.update({f"classifier.{k}": v for k, v in module.classifier.state_dict().items()})
+        return state
+
+    # --- data
+    def _ids(self, text: str) -> list[int]:
+        tok, n = self.tokenizer, self.cfg.max_length
+        if self.cfg.truncation == "head":
+            return tok(text[: n * 20], truncation=True, max_length=n)["input_ids"]
+        body = n - tok.num_special_tokens_to_add(pair=False)
+        cut = text if len(text) <= body * 24 else text[: body * 12] + " " + text[-body * 12:]
+        ids = tok(cut, add_special_tokens=False)["input_ids"]
+        if len(ids) > body:
+            head = body // 4
+            ids = ids[:head] + ids[len(ids) - (body - head):]
+        return tok.build_inputs_with_special_tokens(ids)
+
+    def prepare(self, examples):
+        from tqdm.auto import tqdm
+
+        if examples.is_pair:
+            n = self.cfg.max_length
+            enc = self.tokenizer([t[: n * 20] for t in examples.texts], [p[: n * 20] for p in examples.pairs],
+                                 truncation="longest_first", max_length=n)
+            keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+            return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
+        return [{"input_ids": self._ids(t)} for t in tqdm(examples.texts, desc="tokenising", leave=False,
+                                                           disable=len(examples) < 2000)]
+
+    def collate(self, items):
+        ids, mask = _pad([it["input_ids"] for it in items], value=self.tokenizer.pad_token_id or 0)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in items[0]:
+            batch["token_type_ids"], _ = _pad([it["token_type_ids"] for it in items])
+        return batch
+
+    # --- strategies
+    def _layer_of(self, name: str, n_layers: int) -> int:
+        """0 = embeddings, 1..n = encoder layers, n+1 = pooler and head."""
+        if "embeddings" in name:
+            return 0
+        m = re.search(r"\.layer\.(\d+)\.", name)
+        return int(m.group(1)) + 1 if m else n_layers + 1
+
+    def param_groups(self, module, lr, weight_decay):
+        if self.cfg.strategy != "gradual":
+            return super().param_groups(module, lr, weight_decay)
+        n = module.backbone.config.num_hidden_layers
+        groups = []
+        for depth in range(n + 2):
+            named = [(k, p) for k, p in module.named_parameters()
+                     if self._layer_of(k, n) == depth and p.requires_grad]
+            # Layer-wise learning-rate decay: lower layers hold general knowledge, move them less.
+            groups += _decay_groups(named, lr * self.cfg.layer_decay ** (n + 1 - depth), weight_decay)
+        return groups
+
+    def on_step(self, module, step, total):
+        """Gradual unfreezing: the head first, then one more layer from the top at even intervals
+        over the first half of training (ULMFiT)."""
+        if self.cfg.strategy != "gradual":
+            return
+        n = module.backbone.config.num_hidden_layers
+        interval = max(1, total // (2 * (n + 1)))
+        open_from = max(0, n + 1 - step // interval)
+        for name, p in module.named_parameters():
+            p.requires_grad = self._layer_of(name, n) >= open_from
+
+
+def make_backend(cfg: ModelConfig, resolved: Resolved, device: str) -> Backend:
+    cls = {WORD_VECTORS: WordVectorBackend, FROZEN_FEATURES: FrozenFeatureBackend,
+           TRANSFORMER: TransformerBackend}[cfg.family]
+    return cls(cfg, resolved, device)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,281 @@
+"""``TextClassifier``: one scikit-learn-style estimator over every family.
+
+    clf = TextClassifier(encoder="glove-50d", head="cnn", epochs=5)
+    clf.fit(train_examples, validation=val_examples, out_dir="runs/cnn")
+    clf.predict(["A wonderful, moving film."])
+    clf.save("runs/cnn"); TextClassifier.load("runs/cnn")
+
+Constructor arguments are the configuration and nothing heavy happens in ``__init__``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import ModelConfig, TrainConfig, split_kwargs
+from ..data.records import Examples
+from ..encoders.zoo import resolve, sha256_file
+from ..errors import ConfigError, DataError, ModelFileError
+from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
+from ..training.trainer import Trainer, pick_device, predict_logits
+from .backends import make_backend, write_json
+
+FORMAT = "transferlab-model"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+
+
+def environment() -> dict:
+    """Package versions and hardware, saved with every model and benchmark result."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "transferlab": __version__}
+    for pkg in ("torch", "transformers", "sentence-transformers", "peft", "accelerate", "scikit-learn", "numpy",
+                "gensim", "safetensors"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        hardware["gpu"] = torch.cuda.get_device_name(0)
+    return {"versions": versions, "hardware": hardware}
+
+
+def as_examples(X, y=None) -> Examples:
+    if isinstance(X, Examples):
+        return X
+    if isinstance(X, str):
+        raise ConfigError("X must be a list of texts, not one string", hint="wrap it: [text]")
+    X = list(X)
+    if X and isinstance(X[0], (tuple, list)):
+        return Examples(texts=[a for a, _ in X], pairs=[b for _, b in X], labels=None if y is None else list(y),
+                        multilabel=bool(y is not None and len(y) and isinstance(y[0], (list, tuple))))
+    labels = None if y is None else [list(v) if isinstance(v, (list, tuple)) else str(v) for v in y]
+    return Examples(texts=X, labels=labels, multilabel=bool(labels and isinstance(labels[0], list)))
+
+
+class TextClassifier:
+    def __init__(self, encoder: str = "glove-50d", head: str | None = None, strategy: str | None = None, **kwargs):
+        model_kw, train_kw = split_kwargs(kwargs)
+        self.model_config = ModelConfig(encoder=encoder, head=head, strategy=strategy, **model_kw)
+        self.train_config = TrainConfig(**train_kw)
+        self.labels_: list[str] | None = None
+        self.multilabel_ = False
+        self.history_: list[dict] = []
+        self.fit_info_: dict = {}
+
+    # ------------------------------------------------------------------ scikit-learn surface
+    def get_params(self, deep: bool = True) -> dict:
+        return {**asdict(self.model_config), **asdict(self.train_config)}
+
+    def fit(self, X, y=None, *, validation=None, out_dir: str | Path | None = None,
+            data_info: dict | None = None) -> "TextClassifier":
+        train = as_examples(X, y)
+        if train.labels is None:
+            raise DataError("training data has no labels", where=train.source, hint="name the label column")
+        if len(train) == 0:
+            raise DataError("training data is empty", where=train.source)
+        mcfg = self.model_config.resolve_defaults()
+        tcfg = self.train_config.resolve_defaults(mcfg)
+        _seed_everything(tcfg.seed)
+        if validation is not None:
+            val = as_examples(*validation) if isinstance(validation, tuple) else validation
+        elif tcfg.validation_fraction > 0:
+            train, val = self._carve_validation(train, tcfg.validation_fraction, tcfg.seed)
+        else:
+            val = None
+        self.labels_ = train.label_names()
+        self.multilabel_ = train.multilabel
+        if not train.multilabel and len(self.labels_) < 2:
+            raise DataError(f"training data has one class only ({self.labels_[0]!r})", where=train.source,
+                            hint="a classifier needs at least two classes")
+        self.device_ = pick_device(tcfg.device)
+        self.resolved_ = resolve(mcfg.encoder)
+        self.backend_ = make_backend(mcfg, self.resolved_, self.device_)
+        started = time.perf_counter()
+        self.module_ = self.backend_.build(train, val, len(self.labels_), tcfg.seed)
+        train_items, train_y = self.backend_.prepare(train), self._targets(train)
+        val_items = self.backend_.prepare(val) if val is not None and len(val) else None
+        val_y = self._targets(val, strict=False) if val_items else None
+        callbacks = [EarlyStopping(tcfg.metric, tcfg.patience)]
+        if out_dir is not None:
+            out = Path(out_dir)
+            callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
+        trainer = Trainer(self.module_, self.backend_, tcfg, multilabel=self.multilabel_,
+                          evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_)
+        self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
+        self.module_ = trainer.module
+        from ..data.splits import fingerprint
+
+        self.fit_info_ = {
+            "train_seconds": round(time.perf_counter() - started, 2), "best": trainer.best,
+            "n_train": len(train), "n_validation": len(val) if val is not None else 0,
+            "train_fingerprint": fingerprint(train), "encoder_info": self.backend_.info,
+            "params_total": sum(p.numel() for p in self.module_.parameters()),
+            "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
+            **(data_info or {}),
+        }
+        if out_dir is not None:
+            self.save(out_dir)
+        return self
+
+    def predict_proba(self, X, *, show_progress: bool = False) -> np.ndarray:
+        self._check_fitted()
+        ex = as_examples(X)
+        if len(ex) == 0:
+            return np.zeros((0, len(self.labels_)), dtype=np.float32)
+        items = self.backend_.prepare(ex)
+        logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size or 64,
+                                self.device_, show_progress=show_progress)
+        return _probabilities(logits, self.multilabel_)
+
+    def predict(self, X) -> list:
+        return self.decode(self.predict_proba(X))
+
+    def decode(self, proba: np.ndarray, threshold: float = 0.5) -> list:
+        if self.multilabel_:
+            return [[self.labels_[j] for j in np.flatnonzero(row >= threshold)] for row in proba]
+        return [self.labels_[j] for j in proba.argmax(axis=1)]
+
+    def score(self, X, y=None) -> float:
+        ex = as_examples(X, y)
+        return float(self.evaluate(ex)["accuracy"])
+
+    def evaluate(self, examples: Examples, *, show_progress: bool = False) -> dict:
+        from ..evaluation.metrics import classification_report
+
+        proba = self.predict_proba(examples, show_progress=show_progress)
+        return classification_report(examples.labels, proba, self.labels_, multilabel=self.multilabel_)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _carve_validation(train: Examples, frac: float, seed: int) -> tuple[Examples, Examples]:
+        from ..data.splits import split_examples
+
+        parts = split_examples(train, f"stratified:{1 - frac},{frac},0", seed=seed)
+        return parts["train"], parts["validation"]
+
+    def _targets(self, ex: Examples, strict: bool = True) -> np.ndarray:
+        index = {lab: i for i, lab in enumerate(self.labels_)}
+        if self.multilabel_:
+            y = np.zeros((len(ex), len(index)), dtype=np.float32)
+            for i, labs in enumerate(ex.labels):
+                for lab in labs:
+                    if lab in index:
+                        y[i, index[lab]] = 1.0
+            return y
+        unseen = sorted({lab for lab in ex.labels if lab not in index})
+        if unseen and strict:
+            raise DataError(f"label(s) {unseen} not seen in training", where=ex.source)
+        # A validation label the training part lacks cannot be learned; it counts as wrong (-100 is ignored by loss).
+        return np.asarray([index.get(lab, -100) for lab in ex.labels], dtype=np.int64)
+
+    def _validation_metrics(self, items, targets) -> dict:
+        from ..evaluation.metrics import classification_report
+        from ..training.trainer import loss_fn
+
+        logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size,
+                                self.device_)
+        t = torch.as_tensor(targets)
+        keep = t >= 0 if not self.multilabel_ else torch.ones(len(t), dtype=torch.bool)
+        val_loss = float(loss_fn(torch.from_numpy(logits)[keep], t[keep], self.multilabel_))
+        proba = _probabilities(logits, self.multilabel_)
+        if self.multilabel_:
+            y_true = [[self.labels_[j] for j in np.flatnonzero(row)] for row in targets]
+        else:
+            y_true = [self.labels_[j] for j in targets[keep.numpy()]]
+            proba = proba[keep.numpy()]
+        report = classification_report(y_true, proba, self.labels_, multilabel=self.multilabel_)
+        out = {"loss": val_loss}
+        for k in ("accuracy", "macro_f1", "micro_f1", "roc_auc", "pr_auc"):
+            if isinstance(report.get(k), (int, float)):
+                out[k] = report[k]
+        return out
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "module_", None) is None:
+            raise ConfigError("this TextClassifier is not fitted yet", hint="call fit() or TextClassifier.load()")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        self._check_fitted()
+        from safetensors.torch import save_file
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.backend_.state_dict(self.module_).items()}
+        save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
+        self.backend_.save_files(folder, self.module_)
+        config = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "family": self.model_config.family,
+            "model": asdict(self.model_config), "train": asdict(self.train_config),
+            "labels": self.labels_, "multilabel": self.multilabel_, "encoder": self.resolved_.to_dict(),
+            "backend": self.backend_.info, "fit": self.fit_info_, "history": self.history_,
+            "weights": {WEIGHTS: sha256_file(folder / WEIGHTS)}, **environment(),
+        }
+        write_json(folder / "config.json", config)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto") -> "TextClassifier":
+        from safetensors.torch import load_file
+
+        folder = Path(path)
+        cfg_file = folder / "config.json"
+        if not cfg_file.exists():
+            raise ModelFileError("config.json is missing: this is not a saved TransferLab model", where=str(folder),
+                                 hint="point at the folder given as --out when training")
+        try:
+            config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"config.json is not valid JSON ({exc})", where=str(cfg_file)) from None
+        if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelFileError("unknown model format or a newer version", where=str(cfg_file),
+                                 hint="upgrade transferlab")
+        weights = folder / WEIGHTS
+        if not weights.exists():
+            raise ModelFileError(f"{WEIGHTS} is missing", where=str(folder), hint="copy the whole model folder")
+        expected = config["weights"][WEIGHTS]
+        if sha256_file(weights) != expected:
+            raise ModelFileError(f"{WEIGHTS} was altered or corrupted (SHA-256 differs from config.json)",
+                                 where=str(weights), hint="restore the file from the original run or retrain")
+        clf = cls(**{**config["model"], **config["train"]})
+        clf.model_config.resolve_defaults()
+        clf.labels_, clf.multilabel_ = config["labels"], config["multilabel"]
+        clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})
+        clf.device_ = pick_device(device)
+        from ..encoders.zoo import Resolved
+
+        saved = Resolved(**config["encoder"])
+        # A frozen encoder is not inside the folder: resolve it again and insist it is the same weights.
+        clf.resolved_ = resolve(clf.model_config.encoder) if clf.model_config.family == "frozen-features" else saved
+        if saved.sha256 and clf.resolved_.sha256 != saved.sha256:
+            raise ModelFileError("the encoder found now differs from the one the model was trained with",
+                                 where=clf.model_config.encoder)
+        clf.backend_ = make_backend(clf.model_config, clf.resolved_, clf.device_)
+        clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
+        clf.module_.load_state_dict(load_file(str(weights)), strict=True)
+        clf.module_.to(clf.device_).eval()
+        return clf
+
+
+def _probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
+    t = torch.from_numpy(logits)
+    return (torch.sigmoid(t) if multilabel else torch.softmax(t, dim=1)).numpy()
+
+
+def _seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)

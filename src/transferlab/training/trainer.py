@@ -1,0 +1,135 @@
+"""The training loop: AdamW, linear warm-up and decay, gradient accumulation and mixed precision
+through Accelerate (the same code on CPU, one GPU or several), events for the plugins."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from .callbacks import Callback
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def mixed_precision(cfg: TrainConfig, device: str) -> str:
+    if cfg.precision == "auto":
+        return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "no"
+    return {"fp32": "no"}.get(cfg.precision, cfg.precision)
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    logits = logits.float()
+    if multilabel:
+        return nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
+    return nn.functional.cross_entropy(logits, targets)
+
+
+def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_size: int, *,
+            shuffle: bool, rng: np.random.Generator | None = None):
+    """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles."""
+    if shuffle:
+        order = rng.permutation(len(items))
+    else:
+        order = np.argsort([backend.length(it) for it in items], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = backend.collate([items[i] for i in idx])
+        if targets is not None:
+            batch["labels"] = torch.as_tensor(targets[idx])
+        yield idx, batch
+
+
+class Trainer:
+    def __init__(self, module: nn.Module, backend, cfg: TrainConfig, *, multilabel: bool,
+                 evaluate, callbacks: Sequence[Callback] = (), device: str = "cpu"):
+        from accelerate import Accelerator
+
+        self.backend, self.cfg, self.multilabel, self.evaluate = backend, cfg, multilabel, evaluate
+        self.callbacks = list(callbacks)
+        self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
+                                       gradient_accumulation_steps=cfg.grad_accum)
+        self.module = module
+        self.history: list[dict] = []
+        self.should_stop = False
+        self.best: dict = {}
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def fit(self, train_items, train_targets, val_items=None, val_targets=None) -> list[dict]:
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed)
+        steps_per_epoch = max(1, -(-len(train_items) // (cfg.batch_size * cfg.grad_accum)))
+        total = steps_per_epoch * cfg.epochs
+        optimizer = torch.optim.AdamW(self.backend.param_groups(self.module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+        self.model, optimizer, scheduler = self.accelerator.prepare(self.module, optimizer, scheduler)
+        device = self.accelerator.device
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            self.model.train()
+            started, losses = time.perf_counter(), []
+            bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng),
+                       total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
+                       unit="batch", leave=False)
+            for _, batch in bar:
+                self.backend.on_step(self.unwrapped, step, total)
+                with self.accelerator.accumulate(self.model):
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    labels = batch.pop("labels")
+                    loss = loss_fn(self.model(**batch), labels, self.multilabel)
+                    self.accelerator.backward(loss)
+                    if self.accelerator.sync_gradients:
+                        self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                        step += 1
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+                      "lr": float(scheduler.get_last_lr()[0])}
+            if val_items:
+                val = self.evaluate(val_items, val_targets)
+                record.update({f"val_{k}": v for k, v in val.items()})
+            record["seconds"] = round(time.perf_counter() - started, 2)
+            self.history.append(record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+            if self.should_stop:
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        self.module = self.unwrapped
+        self.module.eval()
+        return self.history
+
+
+@torch.no_grad()
+def predict_logits(module: nn.Module, backend, items: Sequence[dict], batch_size: int, device: str,
+                   show_progress: bool = False) -> np.ndarray:
+    module.eval()
+    out: np.ndarray | None = None
+    for idx, batch in tqdm(batches(backend, items, None, batch_size, shuffle=False),
+                           total=-(-len(items) // batch_size), desc="predicting", unit="batch",
+                           leave=False, disable=not show_progress):
+        logits = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

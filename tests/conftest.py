@@ -1,0 +1,38 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+IMDB = SHARED_DATA / "imdb" / "movie_reviews.csv.bz2"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Embedding caches and verification stamps go to a per-session folder, never the user's home."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def imdb_path() -> Path:
+    if not IMDB.exists():
+        pytest.skip("../shared/data/imdb is not beside the repository")
+    return IMDB
+
+
+def sentiment_data(n: int = 40):
+    """A tiny, learnable sentiment set: the label is carried by obvious words."""
+    good = ["a wonderful moving film", "great acting and a superb story", "i loved it , brilliant",
+            "excellent , touching and funny", "a delightful masterpiece"]
+    bad = ["a terrible boring film", "awful acting and a dull story", "i hated it , dreadful",
+           "poor , tedious and stupid", "a horrible waste of time"]
+    texts, labels = [], []
+    for i in range(n):
+        src, lab = (good, "positive") if i % 2 == 0 else (bad, "negative")
+        texts.append(f"{src[(i // 2) % len(src)]} number {i}")
+        labels.append(lab)
+    return texts, labels
