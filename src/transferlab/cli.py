@@ -44,11 +44,11 @@ SEP = typer.Option(None, "--label-sep", help="separator of several labels in one
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
 
 
-def _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, skip_bad_rows):
+def _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation, skip_bad_rows):
     from .data.loading import DataSpec
 
     return DataSpec(path=data, text_col=text_col, label_col=label_col, pair_col=pair_col, label_sep=label_sep,
-                    split=split, max_train=max_train, skip_bad_rows=skip_bad_rows)
+                    split=split, max_train=max_train, max_validation=max_validation, skip_bad_rows=skip_bad_rows)
 
 
 def _report_reading(report) -> None:
@@ -84,6 +84,7 @@ def train(
     label_sep: Optional[str] = SEP,
     split: str = typer.Option("stratified", help="seed | seed:N1,N2 | stratified[:F1,F2,F3] | column:NAME | time:NAME[:F1,F2,F3] | none"),
     max_train: Optional[int] = typer.Option(None, help="subsample the training part to N rows (stratified)"),
+    max_validation: Optional[int] = typer.Option(None, help="subsample the validation part to N rows (stratified)"),
     skip_bad_rows: bool = SKIP,
     encoder: str = typer.Option("glove-50d", help="short name (see `transferlab models`), local path, hub id, or vectors:FILE"),
     head: Optional[str] = typer.Option(None, help="word vectors: cnn|bigru|bilstm|dan; frozen: logreg|mlp; transformer: linear|mlp"),
@@ -98,14 +99,15 @@ def train(
     seed: int = typer.Option(13), device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA) | fp32 | bf16 | fp16"),
     trust_remote_code: bool = typer.Option(False, help="allow model code from the hub (off: never runs foreign code)"),
-    evaluate_test: bool = typer.Option(True, "--test/--no-test", help="evaluate on the test part after training"),
+    evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
     """Train a classifier and save it (with its metrics and curves) in --out."""
     from .data.loading import load_parts
     from .models.classifier import TextClassifier
 
-    spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, skip_bad_rows)
+    spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation,
+                      skip_bad_rows)
     parts, report = load_parts(spec, seed=seed)
     _report_reading(report)
     err.print(f"data: train {len(parts['train'])}, validation {len(parts['validation'])}, test {len(parts['test'])}")

@@ -18,6 +18,7 @@ class DataSpec:
     label_sep: str | None = None
     split: str = "stratified"
     max_train: int | None = None
+    max_validation: int | None = None
     skip_bad_rows: bool = False
     keep_cols: list[str] = field(default_factory=list)
 
@@ -31,7 +32,7 @@ def needed_columns(split: str) -> list[str]:
 
 
 def load_parts(spec: DataSpec, *, seed: int = 13) -> tuple[dict[str, Examples], ReadReport]:
-    """Read ``spec.path`` and split it; ``max_train`` subsamples the training part (stratified)."""
+    """Read ``spec.path`` and split it; ``max_train``/``max_validation`` subsample those parts (stratified)."""
     examples, report = read_examples(
         spec.path, text_col=spec.text_col, label_col=spec.label_col, pair_col=spec.pair_col,
         label_sep=spec.label_sep, keep_cols=sorted(set(spec.keep_cols) | set(needed_columns(spec.split))),
@@ -40,4 +41,6 @@ def load_parts(spec: DataSpec, *, seed: int = 13) -> tuple[dict[str, Examples], 
     parts = split_examples(examples, spec.split, seed=seed)
     if spec.max_train and len(parts["train"]) > spec.max_train:
         parts["train"] = subsample(parts["train"], spec.max_train, seed=seed)
+    if spec.max_validation and len(parts["validation"]) > spec.max_validation:
+        parts["validation"] = subsample(parts["validation"], spec.max_validation, seed=seed)
     return parts, report

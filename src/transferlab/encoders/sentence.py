@@ -96,7 +96,8 @@ class SentenceEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
 
     def _windows(self, text: str) -> list[str]:
         """Split one text into the strings to embed, per the long-document mode."""
