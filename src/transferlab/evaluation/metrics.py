@@ -80,7 +80,8 @@ def classification_report(y_true, proba, labels: list[str], *, multilabel: bool 
     else:
         report["confusion_matrix"] = {"labels": labels,
                                       "matrix": confusion_matrix(y, pred, labels=cols).tolist()}
-        report["log_loss"] = log_loss(y, proba, labels=cols)
+        # float32 softmax rows miss 1 by ~1e-7; renormalise so scikit-learn does not warn.
+        report["log_loss"] = log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=cols)
     return _clean(report)
 
 
