@@ -11,9 +11,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .errors import TransferLabError
+from .errors import DataError, TransferLabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="TransferLab: transfer learning for text classification (word vectors, frozen sentence "
@@ -30,7 +31,8 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except TransferLabError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # escape(): brackets in a path or label are text, not markup (else mangled, or a MarkupError).
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -53,7 +55,7 @@ def _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train,
 
 def _report_reading(report) -> None:
     if report.skipped:
-        err.print(f"[yellow]warning:[/] {report.summary()}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(report.summary())}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -184,6 +186,8 @@ def predict(
     from .models.classifier import TextClassifier
     from .serving_io import iter_jsonl
 
+    if input_file is not None and not input_file.is_file():
+        raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
     clf = TextClassifier.load(model_dir)
     stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
     name = str(input_file) if input_file else "<stdin>"

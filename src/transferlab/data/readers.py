@@ -340,8 +340,7 @@ class _Builder:
             self.bad(
                 where,
                 f"empty text in column {col!r}",
-                hint="fill it in or remove the row, pass --skip-bad-rows to skip such rows, "
-                "or --allow-empty-text to keep them",
+                hint="fill it in or remove the row, or pass --skip-bad-rows to skip such rows",
             )
             return None
         return value

@@ -155,8 +155,21 @@ class TextClassifier:
     def evaluate(self, examples: Examples, *, show_progress: bool = False) -> dict:
         from ..evaluation.metrics import classification_report
 
+        self._check_known_labels(examples)
         proba = self.predict_proba(examples, show_progress=show_progress)
         return classification_report(examples.labels, proba, self.labels_, multilabel=self.multilabel_)
+
+    def _check_known_labels(self, ex: Examples) -> None:
+        """Before predicting: a label the model never saw is named with the file and its first row."""
+        self._check_fitted()
+        known = set(self.labels_)
+        rows = [[lab] if isinstance(lab, str) else list(lab) for lab in (ex.labels or [])]
+        bad = [i for i, row in enumerate(rows) if not known.issuperset(row)]
+        if bad:
+            unseen = sorted({lab for i in bad for lab in rows[i] if lab not in known}, key=str)
+            raise DataError(f"{len(bad)} row(s) carry label(s) the model was never trained on: "
+                            f"{', '.join(map(repr, unseen))} (first at {ex.origins[bad[0]]})", where=ex.source,
+                            hint=f"the model knows {self.labels_}; relabel or drop those rows, or retrain")
 
     # ------------------------------------------------------------------ internals
     @staticmethod
