@@ -180,7 +180,7 @@ def encode_tokens(token_lists: Sequence[list[str]], vocab_index: dict[str, int])
 
 
 def tokenize_all(texts: Sequence[str], max_tokens: int, truncation: str, desc: str = "tokenising") -> list[list[str]]:
-    return [tokenize(t, max_tokens, truncation) for t in tqdm(texts, desc=desc, leave=False, disable=len(texts) < 2000)]
+    return [tokenize(t, max_tokens, truncation) for t in tqdm(texts, desc=desc, leave=False, disable=True if len(texts) < 2000 else None)]
 
 
 def require_vectors(resolved: Resolved) -> None:

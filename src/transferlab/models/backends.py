@@ -270,7 +270,7 @@ class TransformerBackend(Backend):
             keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
             return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
         return [{"input_ids": self._ids(t)} for t in tqdm(examples.texts, desc="tokenising", leave=False,
-                                                           disable=len(examples) < 2000)]
+                                                           disable=True if len(examples) < 2000 else None)]
 
     def collate(self, items):
         ids, mask = _pad([it["input_ids"] for it in items], value=self.tokenizer.pad_token_id or 0)

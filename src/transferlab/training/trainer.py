@@ -86,7 +86,7 @@ class Trainer:
             started, losses = time.perf_counter(), []
             bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng),
                        total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-                       unit="batch", leave=False)
+                       unit="batch", leave=False, disable=None)
             for _, batch in bar:
                 self.backend.on_step(self.unwrapped, step, total)
                 with self.accelerator.accumulate(self.model):
