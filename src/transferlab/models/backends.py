@@ -145,7 +145,8 @@ class FrozenFeatureBackend(Backend):
 
     def build(self, train, validation, n_labels, seed):
         enc = self._encoder()
-        self.info = {"dim": enc.dim, "pair": train.is_pair, "max_length": enc.max_length}
+        self.info = {"dim": enc.dim, "pair": train.is_pair, "max_length": enc.max_length,
+                     "encoder_params": sum(p.numel() for p in enc.model.parameters())}
         module = self._module(n_labels)
         feats = [it["features"] for it in self.prepare(train)]
         module.set_standardisation(torch.from_numpy(np.stack(feats)))

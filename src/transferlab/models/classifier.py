@@ -122,7 +122,9 @@ class TextClassifier:
             "train_seconds": round(time.perf_counter() - started, 2), "best": trainer.best,
             "n_train": len(train), "n_validation": len(val) if val is not None else 0,
             "train_fingerprint": fingerprint(train), "encoder_info": self.backend_.info,
-            "params_total": sum(p.numel() for p in self.module_.parameters()),
+            # A frozen encoder lives outside the module but still costs its parameters at inference.
+            "params_total": sum(p.numel() for p in self.module_.parameters())
+            + self.backend_.info.get("encoder_params", 0),
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
             **(data_info or {}),
         }
