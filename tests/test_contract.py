@@ -71,6 +71,9 @@ def test_transformer_strategies_train_save_and_load(strategy, data, tmp_path):
     clf.fit(train, validation=val, out_dir=tmp_path)
     loaded = TextClassifier.load(tmp_path)
     np.testing.assert_allclose(clf.predict_proba(val), loaded.predict_proba(val), atol=1e-5)
+    loaded.save(tmp_path / "again")  # a reloaded model saves again (merged LoRA stays merged)
+    np.testing.assert_allclose(TextClassifier.load(tmp_path / "again").predict_proba(val), loaded.predict_proba(val),
+                               atol=1e-6)
     if strategy == "lora":
         # LoRA trains a small fraction of the backbone; the saved weights are merged, PEFT-free.
         assert clf.fit_info_["params_trainable"] < clf.fit_info_["params_total"] * 0.2

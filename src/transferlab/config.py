@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 from .encoders.zoo import TRANSFORMER, WORD_VECTORS, family_of
@@ -104,7 +104,3 @@ def split_kwargs(kwargs: dict) -> tuple[dict, dict]:
         raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}",
                           hint=f"valid: {', '.join(sorted(model_keys | train_keys))}")
     return ({k: v for k, v in kwargs.items() if k in model_keys}, {k: v for k, v in kwargs.items() if k in train_keys})
-
-
-def as_dict(cfg) -> dict:
-    return asdict(cfg)

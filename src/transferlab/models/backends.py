@@ -206,15 +206,16 @@ class TransformerBackend(Backend):
         self.info = {"pair": train.is_pair}
         return self._wrap(backbone, n_labels)
 
-    def _wrap(self, backbone, n_labels):
+    def _wrap(self, backbone, n_labels, lora: bool | None = None):
         module = TransformerNet(backbone, n_labels, pooling=self.cfg.pooling, dropout=self.cfg.dropout,
                                 hidden=self.cfg.hidden or (256 if self.cfg.head == "mlp" else None))
-        if self.cfg.strategy == "lora":
+        use_lora = self.cfg.strategy == "lora" if lora is None else lora
+        if use_lora:
             from peft import LoraConfig, get_peft_model
 
-            lora = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=0.1,
-                              target_modules="all-linear")
-            module.backbone = get_peft_model(backbone, lora)
+            adapter = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=0.1,
+                                 target_modules="all-linear")
+            module.backbone = get_peft_model(backbone, adapter)
         return module
 
     def restore(self, folder, n_labels, info):
@@ -226,20 +227,17 @@ class TransformerBackend(Backend):
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         config = AutoConfig.from_pretrained(folder / "encoder")
         self.info = dict(info)
-        cfg_lora = self.cfg.strategy == "lora"
-        self.cfg.strategy = "finetune" if cfg_lora else self.cfg.strategy  # saved weights are already merged
-        module = self._wrap(AutoModel.from_config(config), n_labels)
-        self.cfg.strategy = "lora" if cfg_lora else self.cfg.strategy
-        return module
+        # Saved LoRA weights are already merged into the backbone: load them as a plain model.
+        return self._wrap(AutoModel.from_config(config), n_labels, lora=False)
 
     def save_files(self, folder, module):
         self.tokenizer.save_pretrained(folder / "tokenizer")
         backbone = module.backbone
-        (backbone.get_base_model() if self.cfg.strategy == "lora" else backbone).config.save_pretrained(folder / "encoder")
+        (backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).config.save_pretrained(folder / "encoder")
 
     def state_dict(self, module):
         backbone = module.backbone
-        if self.cfg.strategy == "lora":
+        if hasattr(backbone, "merge_and_unload"):  # a PEFT model; a reloaded LoRA model is already merged
             # Merge a copy so the saved model loads without PEFT and training can continue.
             import copy
 

@@ -15,7 +15,6 @@ import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
