@@ -16,6 +16,8 @@ FAMILIES = {
                                       min_count=1),
     "frozen-minilm-logreg": dict(encoder="minilm", strategy="frozen", epochs=20),
     "finetuned-minilm": dict(encoder="minilm", strategy="finetune", epochs=1, max_length=32, batch_size=8),
+    "finetuned-minilm-head+tail": dict(encoder="minilm", strategy="finetune", epochs=1, max_length=32, batch_size=8,
+                                       truncation="head+tail"),
 }
 
 
@@ -114,3 +116,26 @@ def test_multilabel(tmp_path):
     loaded = TextClassifier.load(tmp_path)
     assert loaded.multilabel_ and loaded.labels_ == ["politics", "sport"]
     assert loaded.evaluate(ex)["micro_f1"] > 0.8
+
+
+@pytest.mark.slow
+def test_transformer_head_tail_keeps_both_ends_inside_special_tokens():
+    """head+tail ids: [CLS] + the first quarter + the end + [SEP], never longer than max_length."""
+    from transformers import AutoTokenizer
+
+    from transferlab.config import ModelConfig
+    from transferlab.encoders.zoo import resolve
+    from transferlab.models.backends import make_backend
+
+    cfg = ModelConfig(encoder="minilm", truncation="head+tail", max_length=18).resolve_defaults()
+    backend = make_backend(cfg, resolve("minilm"), "cpu")
+    backend.tokenizer = AutoTokenizer.from_pretrained(backend.resolved.location)
+    tok = backend.tokenizer
+    text = "opening words here " + "filler " * 500 + "the final verdict"
+    ids = backend._ids(text)
+    assert len(ids) == 18
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    words = tok.decode(ids[1:-1])
+    assert words.startswith("opening words") and words.endswith("the final verdict")
+    short = backend._ids("just this")
+    assert short == tok("just this")["input_ids"]

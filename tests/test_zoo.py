@@ -79,3 +79,17 @@ def test_describe_lists_every_short_name():
     assert {"minilm", "mpnet", "glove-50d", "fasttext-indomain"} <= set(rows)
     assert rows["minilm"]["installed"] is True and rows["glove-50d"]["installed"] is True
     assert all(r["licence"] and r["size"] for r in rows.values())
+
+
+def test_local_copies_point_short_names_at_other_folders(tmp_path, monkeypatch):
+    copy = tmp_path / "minilm-fp16"
+    copy.mkdir()
+    monkeypatch.setenv("TRANSFERLAB_MODELS", f"minilm={copy}")
+    r = zoo.resolve("minilm")
+    assert (r.location, r.local, r.sha256, r.family) == (str(copy.resolve()), True, None, "transformer")
+    monkeypatch.setenv("TRANSFERLAB_MODELS", "bert=/x")
+    with pytest.raises(ModelNotAvailableError, match="NAME=PATH"):
+        zoo.resolve("minilm")
+    monkeypatch.setenv("TRANSFERLAB_MODELS", f"mpnet={tmp_path / 'missing'}")
+    with pytest.raises(ModelNotAvailableError, match="no such folder"):
+        zoo.resolve("mpnet")

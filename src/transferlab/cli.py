@@ -201,6 +201,72 @@ def predict(
             print(json.dumps(rest, ensure_ascii=False))
 
 
+@app.command()
+@friendly
+def bench(
+    suite: str = typer.Argument(..., help="a shipped suite (imdb-seed) or a folder of recipes (suite.toml + one .toml per row)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
+    quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
+    rows: Optional[str] = typer.Option(None, "--rows", help="comma-separated row names (default: all)"),
+    data: Optional[str] = typer.Option(None, "--data", help="data file or dataset, instead of the suite's data path"),
+    text_col: Optional[str] = typer.Option(None, "--text-col"), label_col: Optional[str] = typer.Option(None, "--label-col"),
+    pair_col: Optional[str] = PAIR, label_sep: Optional[str] = SEP,
+    split: Optional[str] = typer.Option(None, help="split spec, instead of the suite's (see train --help)"),
+    max_train: Optional[int] = typer.Option(None, help="reduced setting: subsample training rows"),
+    max_validation: Optional[int] = typer.Option(None, help="reduced setting: subsample validation rows"),
+    max_test: Optional[int] = typer.Option(None, help="reduced setting: subsample test rows"),
+    max_length: Optional[int] = typer.Option(None, help="reduced setting: tokens per text for every row"),
+    epochs: Optional[int] = typer.Option(None, help="reduced setting: epochs for every row (heads on frozen features keep theirs)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"), seed: int = typer.Option(13),
+    keep_models: bool = typer.Option(False, help="also save each row's model under OUT/rows/NAME"),
+    list_rows: bool = typer.Option(False, "--list", help="print the suite's rows and recipe folder, then stop"),
+    merge: Optional[Path] = typer.Option(None, "--merge", help="add the rows of another results.json (say, a GPU "
+                                         "run) to --out's results and rewrite its files; runs nothing"),
+):
+    """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
+    results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
+    from .bench.recipes import load_suite
+    from .bench.runner import RunOptions, run_suite
+
+    loaded = load_suite(suite)
+    if list_rows:
+        table = Table(title=f"{loaded.name}: {loaded.folder}")
+        table.add_column("row", no_wrap=True)
+        for col in ("kind", "family", "title", "seed reference"):
+            table.add_column(col)
+        for r in loaded.rows:
+            ref = r.seed_reference
+            table.add_row(r.name, r.kind, r.family, r.title, f"{ref.get('model', '')} {ref['accuracy']}" if ref else "")
+        out.print(table)
+        return
+    if out_dir is None:
+        raise DataError("--out is required", hint="name a folder for the results, e.g. --out runs/bench")
+    if merge is not None:
+        from .bench.report import load_results, merge_rows, write_outputs
+
+        base, other = load_results(out_dir), load_results(merge.parent if merge.name == "results.json" else merge)
+        if base is None or other is None:
+            raise DataError("no results.json to merge", where=str(out_dir if base is None else merge))
+        write_outputs(merge_rows(base, other), out_dir)
+        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+        return
+    selected = loaded.select([n.strip() for n in rows.split(",") if n.strip()] if rows else None)
+    overrides = {"max_train": max_train, "max_validation": max_validation, "max_test": max_test,
+                 "max_length": max_length, "epochs": epochs}
+    options = RunOptions(quick=quick, overrides=overrides, device=device, keep_models=keep_models, seed=seed)
+    data_overrides = {"path": data, "text_col": text_col, "label_col": label_col, "pair_col": pair_col,
+                      "label_sep": label_sep, "split": split}
+    results = run_suite(loaded, selected, out_dir, options, data_overrides=data_overrides,
+                        announce=lambda msg: err.print(escape(msg), highlight=False, soft_wrap=True))
+    ran = {r.name for r in selected}
+    failed = [r for r in results["rows"] if r["name"] in ran and r["status"] != "ok"]
+    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+    err.print(f"results in {out_dir}: results.json, results.csv, results.md, report.html")
+    if failed:
+        err.print(f"[bold red]{len(failed)} row(s) failed:[/] {escape(', '.join(r['name'] for r in failed))}")
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -24,7 +24,10 @@ LONG_DOCUMENT_MODES = ("head", "head+tail", "chunks")
 def load_sentence_transformer(resolved: Resolved, device: str, trust_remote_code: bool = False):
     from sentence_transformers import SentenceTransformer
 
-    kwargs = {"device": device, "trust_remote_code": trust_remote_code}
+    import torch
+
+    # float32 whatever the stored dtype: an fp16 copy would be slow on CPU and differ from the fp32 original.
+    kwargs = {"device": device, "trust_remote_code": trust_remote_code, "model_kwargs": {"dtype": torch.float32}}
     if not resolved.local and resolved.revision:
         kwargs["revision"] = resolved.revision
     return SentenceTransformer(resolved.location, **kwargs)

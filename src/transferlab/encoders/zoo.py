@@ -222,8 +222,27 @@ def offline() -> bool:
     ) not in ("0", "", "false")
 
 
+def local_copies() -> dict[str, Path]:
+    """Short names pointed at other local folders: ``TRANSFERLAB_MODELS="minilm=/data/minilm-fp16,mpnet=..."``
+    (e.g. fp16 copies carried to a GPU machine).  Such a copy is the user's own: no upstream hash applies."""
+    out = {}
+    for item in filter(None, (x.strip() for x in os.environ.get("TRANSFERLAB_MODELS", "").split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or name.strip() not in ZOO:
+            raise ModelNotAvailableError(f"TRANSFERLAB_MODELS entry {item!r} is not NAME=PATH with a short name",
+                                         where="TRANSFERLAB_MODELS", hint=f"short names: {', '.join(ZOO)}")
+        folder = Path(path.strip()).expanduser()
+        if not folder.exists():
+            raise ModelNotAvailableError("no such folder", where=f"TRANSFERLAB_MODELS {name.strip()}={folder}")
+        out[name.strip()] = folder.resolve()
+    return out
+
+
 def resolve(name: str) -> Resolved:
     """Resolve a short name, path or hub id; raise with the pip package to install when impossible."""
+    copies = local_copies()
+    if name in copies:
+        return Resolved(name, ZOO[name].family, str(copies[name]), True)
     if name in ZOO:
         entry = ZOO[name]
         local: Path | None = None

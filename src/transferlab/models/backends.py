@@ -257,7 +257,19 @@ class TransformerBackend(Backend):
         if len(ids) > body:
             head = body // 4
             ids = ids[:head] + ids[len(ids) - (body - head):]
-        return tok.build_inputs_with_special_tokens(ids)
+        prefix, suffix = self._special_template()
+        return prefix + ids + suffix
+
+    def _special_template(self) -> tuple[list[int], list[int]]:
+        """The special tokens a single text gets before and after it ([CLS] .. [SEP], <s> .. </s>), found by
+        tokenising a probe word: transformers 5 tokenizers no longer all have build_inputs_with_special_tokens."""
+        if getattr(self, "_template", None) is None:
+            tok = self.tokenizer
+            full = tok("hello")["input_ids"]
+            body = tok("hello", add_special_tokens=False)["input_ids"]
+            k = next(i for i in range(len(full) - len(body) + 1) if full[i:i + len(body)] == body)
+            self._template = (full[:k], full[k + len(body):])
+        return self._template
 
     def prepare(self, examples):
         from tqdm.auto import tqdm

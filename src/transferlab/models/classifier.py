@@ -44,11 +44,23 @@ def environment() -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    hardware = {"platform": platform.platform(), "processor": _cpu_name(),
                 "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         hardware["gpu"] = torch.cuda.get_device_name(0)
     return {"versions": versions, "hardware": hardware}
+
+
+def _cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def as_examples(X, y=None) -> Examples:
@@ -79,7 +91,9 @@ class TextClassifier:
         return {**asdict(self.model_config), **asdict(self.train_config)}
 
     def fit(self, X, y=None, *, validation=None, out_dir: str | Path | None = None,
-            data_info: dict | None = None) -> "TextClassifier":
+            data_info: dict | None = None, save_model: bool = True) -> "TextClassifier":
+        """Train; with ``out_dir``, write metrics.jsonl and curves.png there, and the model unless ``save_model``
+        is false (the benchmark keeps only the record)."""
         train = as_examples(X, y)
         if train.labels is None:
             raise DataError("training data has no labels", where=train.source, hint="name the label column")
@@ -127,7 +141,7 @@ class TextClassifier:
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
             **(data_info or {}),
         }
-        if out_dir is not None:
+        if out_dir is not None and save_model:
             self.save(out_dir)
         return self
 

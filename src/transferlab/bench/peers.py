@@ -1,0 +1,215 @@
+"""Peers measured beside our rows on the same split and hardware: the plain Hugging Face ``Trainer`` recipe, the
+SetFit library, and TF-IDF + logistic regression.  Each is what a practitioner would write with that library,
+not a re-implementation: library defaults except where the recipe says otherwise."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.records import Examples
+from ..errors import ConfigError
+from .measure import Stopwatch
+
+
+@dataclass
+class Outcome:
+    """What one row produced: test probabilities (columns in ``labels`` order) and what it cost."""
+
+    labels: list[str]
+    proba: np.ndarray
+    train_seconds: float
+    inference_seconds: float
+    epochs: float
+    params_total: int
+    params_trainable: int
+    encoder: str
+    head: str
+    strategy: str
+    history: list[dict] = field(default_factory=list)
+
+
+def _label_ids(train: Examples) -> tuple[list[str], dict[str, int]]:
+    if train.multilabel:
+        raise ConfigError("peer rows support single-label data only", where=train.source)
+    labels = train.label_names()
+    return labels, {lab: i for i, lab in enumerate(labels)}
+
+
+def _texts(ex: Examples) -> list:
+    return list(zip(ex.texts, ex.pairs)) if ex.is_pair else list(ex.texts)
+
+
+# ---------------------------------------------------------------------------------------------- TF-IDF
+def run_tfidf(model: dict, train_cfg: dict, settings: dict, train: Examples, val: Examples | None, test: Examples,
+              row_dir: Path, device: str) -> Outcome:
+    """Word 1-2-gram TF-IDF (sublinear tf) + logistic regression; C chosen on the validation part."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    labels, index = _label_ids(train)
+    join = (lambda ex: [f"{a} [SEP] {b}" for a, b in zip(ex.texts, ex.pairs)]) if train.is_pair else (
+        lambda ex: list(ex.texts))
+    y = np.array([index[lab] for lab in train.labels])
+    grid = [float(model["C"])] if "C" in model else [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    with Stopwatch() as sw:
+        vec = TfidfVectorizer(ngram_range=(1, int(model.get("ngram_max", 2))), min_df=int(model.get("min_df", 2)),
+                              max_features=model.get("max_features"), sublinear_tf=True, strip_accents="unicode")
+        X = vec.fit_transform(join(train))
+        best, best_c = -1.0, grid[0]
+        if val is not None and len(val) and len(grid) > 1:
+            Xv = vec.transform(join(val))
+            yv = np.array([index.get(lab, -1) for lab in val.labels])
+            for c in grid:
+                clf = LogisticRegression(C=c, max_iter=2000).fit(X, y)
+                acc = float((clf.predict(Xv) == yv).mean())
+                if acc > best:
+                    best, best_c = acc, c
+        clf = LogisticRegression(C=best_c, max_iter=2000).fit(X, y)
+    with Stopwatch() as inf:
+        proba = clf.predict_proba(vec.transform(join(test)))
+    n_params = int(clf.coef_.size + clf.intercept_.size)
+    return Outcome(labels, proba, sw.seconds, inf.seconds, 1, n_params, n_params, "tf-idf 1-2 grams",
+                   f"logreg C={best_c:g}", "fit")
+
+
+# ---------------------------------------------------------------------------------------------- HF Trainer
+def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples, val: Examples | None,
+                   test: Examples, row_dir: Path, device: str) -> Outcome:
+    """``AutoModelForSequenceClassification`` + ``Trainer`` with the default collator (dynamic padding), plain
+    head truncation, the final weights (no early stopping), bf16 on a GPU that supports it."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+    from ..encoders.zoo import resolve
+    from ..evaluation.metrics import classification_report
+
+    labels, index = _label_ids(train)
+    resolved = resolve(model["encoder"])
+    kw = {"revision": resolved.revision} if not resolved.local and resolved.revision else {}
+    trust = bool(model.get("trust_remote_code", False))
+    tok = AutoTokenizer.from_pretrained(resolved.location, trust_remote_code=trust, **kw)
+    net = AutoModelForSequenceClassification.from_pretrained(
+        resolved.location, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index,
+        trust_remote_code=trust, dtype=torch.float32, **kw)
+    max_length = int(settings.get("max_length", model.get("max_length", 256)))
+
+    def dataset(ex: Examples, with_labels: bool = True) -> Dataset:
+        cols = {"text": list(ex.texts)}
+        if ex.is_pair:
+            cols["pair"] = list(ex.pairs)
+        if with_labels:
+            cols["label"] = [index.get(lab, -100) for lab in ex.labels]
+        ds = Dataset.from_dict(cols)
+        fn = (lambda b: tok(b["text"], b["pair"], truncation=True, max_length=max_length)) if ex.is_pair else (
+            lambda b: tok(b["text"], truncation=True, max_length=max_length))
+        return ds.map(fn, batched=True, remove_columns=[c for c in cols if c != "label"])
+
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    batch = int(settings.get("batch_size", train_cfg.get("batch_size", 16)))
+    args = TrainingArguments(
+        output_dir=str(row_dir / "hf-trainer"), num_train_epochs=float(settings.get("epochs", train_cfg.get("epochs", 3))),
+        per_device_train_batch_size=batch, per_device_eval_batch_size=batch * 4,
+        learning_rate=float(train_cfg.get("lr", 2e-5)), weight_decay=float(train_cfg.get("weight_decay", 0.0)),
+        eval_strategy="epoch" if val is not None and len(val) else "no", logging_strategy="epoch",
+        save_strategy="no", report_to=[], seed=int(train_cfg.get("seed", 13)), use_cpu=not use_cuda,
+        bf16=bool(use_cuda and torch.cuda.is_bf16_supported()), disable_tqdm=False,
+    )
+
+    def compute_metrics(pred):
+        logits, y = pred.predictions, pred.label_ids
+        keep = y >= 0
+        proba = _softmax(logits[keep])
+        rep = classification_report([labels[i] for i in y[keep]], proba, labels)
+        return {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+
+    trainer = Trainer(model=net, args=args, train_dataset=dataset(train),
+                      eval_dataset=dataset(val) if val is not None and len(val) else None,
+                      processing_class=tok, compute_metrics=compute_metrics)
+    with Stopwatch() as sw:
+        trainer.train()
+    test_ds = dataset(test, with_labels=False)
+    with Stopwatch() as inf:
+        logits = trainer.predict(test_ds).predictions
+    n_total = sum(p.numel() for p in net.parameters())
+    n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return Outcome(labels, _softmax(logits), sw.seconds, inf.seconds, float(args.num_train_epochs), n_total, n_train,
+                   resolved.name, "linear (AutoModelForSequenceClassification)", "finetune (HF Trainer defaults)",
+                   history=_trainer_history(trainer.state.log_history))
+
+
+def _trainer_history(log_history: list[dict]) -> list[dict]:
+    """Trainer's log lines (train loss and eval metrics arrive separately) as one record per epoch."""
+    by_epoch: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        epoch = int(math.ceil(entry["epoch"] - 1e-9))
+        rec = by_epoch.setdefault(epoch, {"epoch": epoch})
+        if "loss" in entry:
+            rec["train_loss"] = entry["loss"]
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(
+                    ("_runtime", "_per_second")):
+                rec["val_" + key[5:]] = value
+    return [by_epoch[k] for k in sorted(by_epoch) if k > 0]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------- SetFit
+def run_setfit(model: dict, train_cfg: dict, settings: dict, train: Examples, val: Examples | None,
+               test: Examples, row_dir: Path, device: str) -> Outcome:
+    """The SetFit library: contrastive fine-tuning of the sentence encoder on pairs, then logistic regression."""
+    try:
+        from setfit import SetFitModel, Trainer, TrainingArguments
+    except ImportError:
+        raise ConfigError("the SetFit peer needs the setfit package", hint="pip install 'transferlab[bench]'") from None
+    import torch
+    from datasets import Dataset
+
+    from ..encoders.zoo import resolve
+
+    if train.is_pair:
+        raise ConfigError("SetFit classifies single texts, not pairs", where=train.source)
+    labels, index = _label_ids(train)
+    resolved = resolve(model["encoder"])
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    kw = {"revision": resolved.revision} if not resolved.local and resolved.revision else {}
+    net = SetFitModel.from_pretrained(resolved.location, device="cuda" if use_cuda else "cpu", **kw)
+    net.model_body.to(torch.float32)  # an fp16 copy would train with fp16 master weights and collapse
+    max_length = settings.get("max_length", model.get("max_length"))
+    if max_length:
+        net.model_body.max_seq_length = int(max_length)
+    # Its checkpoints would land in ./checkpoints: keep them out (nothing is saved; the row's folder is the place).
+    args_kw = {"output_dir": str(row_dir / "setfit"), "save_strategy": "no", "report_to": "none",
+               "batch_size": int(settings.get("batch_size", train_cfg.get("batch_size", 16))),
+               "num_epochs": int(settings.get("epochs", train_cfg.get("epochs", 1))),
+               "seed": int(train_cfg.get("seed", 13)), "show_progress_bar": True}
+    if "num_iterations" in train_cfg:
+        args_kw["num_iterations"] = int(train_cfg["num_iterations"])
+    steps = settings.get("max_steps", train_cfg.get("max_steps"))
+    if steps:
+        args_kw["max_steps"] = int(steps)
+    data = Dataset.from_dict({"text": list(train.texts), "label": [index[lab] for lab in train.labels]})
+    trainer = Trainer(model=net, args=TrainingArguments(**args_kw), train_dataset=data)
+    with Stopwatch() as sw:
+        trainer.train()
+    with Stopwatch() as inf:
+        proba = net.predict_proba(list(test.texts), batch_size=64, as_numpy=True)
+    body = sum(p.numel() for p in net.model_body.parameters())
+    head = getattr(net.model_head, "coef_", np.zeros(0)).size + getattr(net.model_head, "intercept_", np.zeros(0)).size
+    return Outcome(labels, np.asarray(proba, dtype=np.float64), sw.seconds, inf.seconds, args_kw["num_epochs"],
+                   int(body + head), int(body + head), resolved.name, "logreg (SetFit)",
+                   "contrastive fine-tuning (SetFit)")
+
+
+PEERS = {"tfidf": run_tfidf, "hf-trainer": run_hf_trainer, "setfit": run_setfit}
