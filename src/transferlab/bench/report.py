@@ -113,13 +113,17 @@ def target_lines(results: dict) -> list[str]:
             lines.append(f"- {what}: **{verdict}** ({100 * row['test_accuracy']:.2f}%)")
     if "best_at_least" in targets:
         ours = [r for r in full if r.get("family") != "peer"]
+        pending = [r["name"] for r in rows if r.get("family") != "peer" and r not in ours]
         what = f"best single model ≥ {targets['best_at_least']:.2f}%"
-        if not ours:
+        best = max(ours, key=lambda r: r["test_accuracy"]) if ours else None
+        reached = best is not None and 100 * best["test_accuracy"] >= targets["best_at_least"]
+        if best is None:
             lines.append(f"- {what}: **not judged**, no row of ours ran in the full setting")
+        elif pending and not reached:
+            lines.append(f"- {what}: **not judged** yet (best full row so far `{best['name']}` "
+                         f"{100 * best['test_accuracy']:.2f}%; not run in full: {', '.join(pending)})")
         else:
-            best = max(ours, key=lambda r: r["test_accuracy"])
-            verdict = "met" if 100 * best["test_accuracy"] >= targets["best_at_least"] else "not met"
-            lines.append(f"- {what}: **{verdict}** (best full row `{best['name']}` "
+            lines.append(f"- {what}: **{'met' if reached else 'not met'}** (best full row `{best['name']}` "
                          f"{100 * best['test_accuracy']:.2f}%)")
     return lines
 
@@ -210,9 +214,9 @@ def plot_cost(results: dict, path: Path) -> Path | None:
         handles = [plt.Line2D([], [], color=c, marker="o", linestyle="none", label=f)
                    for f, c in FAMILY_COLORS.items()]
         handles.append(plt.Line2D([], [], color="black", marker="x", linestyle="none", label="not full setting"))
-        axes[1].legend(handles=handles, fontsize=8, loc="lower left")
+        fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles), frameon=False)
         fig.suptitle(f"{results['benchmark']}: accuracy versus cost")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         fig.savefig(path, dpi=120)
     finally:
         plt.close(fig)

@@ -142,7 +142,7 @@ def failed_row(recipe: Recipe, exc: BaseException) -> dict:
 
 def not_run_row(recipe: Recipe) -> dict:
     row = failed_row(recipe, RuntimeError())
-    row.update(status="not run", error=f"not run yet: transferlab bench {recipe.path.parent.name} --rows {recipe.name}",
+    row.update(status="not run", error=f"to run it: transferlab bench {recipe.path.parent.name} --rows {recipe.name}",
                setting=None)
     return row
 
