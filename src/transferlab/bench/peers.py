@@ -132,6 +132,7 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
                       processing_class=tok, compute_metrics=compute_metrics)
     with Stopwatch() as sw:
         trainer.train()
+    _remove_if_empty(Path(args.output_dir))
     test_ds = dataset(test, with_labels=False)
     with Stopwatch() as inf:
         logits = trainer.predict(test_ds).predictions
@@ -157,6 +158,12 @@ def _trainer_history(log_history: list[dict]) -> list[dict]:
                     ("_runtime", "_per_second")):
                 rec["val_" + key[5:]] = value
     return [by_epoch[k] for k in sorted(by_epoch) if k > 0]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """The libraries create their output folder even when told to save nothing."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -203,6 +210,7 @@ def run_setfit(model: dict, train_cfg: dict, settings: dict, train: Examples, va
     trainer = Trainer(model=net, args=TrainingArguments(**args_kw), train_dataset=data)
     with Stopwatch() as sw:
         trainer.train()
+    _remove_if_empty(Path(args_kw["output_dir"]))
     with Stopwatch() as inf:
         proba = net.predict_proba(list(test.texts), batch_size=64, as_numpy=True)
     body = sum(p.numel() for p in net.model_body.parameters())
