@@ -16,7 +16,7 @@ else
   FROZEN_VAL=(--max-validation 1000); FT=(--max-validation 1000 --epochs 2)
 fi
 transferlab train "${C[@]}" --encoder glove-50d --head cnn --test --out "$OUT/cnn"
-transferlab train "${C[@]}" --encoder minilm --strategy frozen --truncation head+tail "${FROZEN_VAL[@]}" --out "$OUT/frozen"
+transferlab train "${C[@]}" --encoder minilm --strategy frozen --truncation chunks "${FROZEN_VAL[@]}" --out "$OUT/frozen"
 transferlab evaluate "$OUT/frozen" "${E[@]}" $( [ "${FULL:-0}" = 1 ] || echo --limit 8000 ) --report "$OUT/frozen/test.json"
 transferlab train "${C[@]}" --encoder minilm --strategy finetune --max-length 256 "${FT[@]}" --out "$OUT/ft"
 transferlab evaluate "$OUT/ft" "${E[@]}" $( [ "${FULL:-0}" = 1 ] || echo --limit 4000 ) --report "$OUT/ft/test.json"
