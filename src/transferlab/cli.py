@@ -90,7 +90,7 @@ def train(
     skip_bad_rows: bool = SKIP,
     encoder: str = typer.Option("glove-50d", help="short name (see `transferlab models`), local path, hub id, or vectors:FILE"),
     head: Optional[str] = typer.Option(None, help="word vectors: cnn|bigru|bilstm|dan; frozen: logreg|mlp; transformer: linear|mlp"),
-    strategy: Optional[str] = typer.Option(None, help="word vectors: trainable|frozen; transformer: finetune|frozen|gradual|lora"),
+    strategy: Optional[str] = typer.Option(None, help="word vectors: trainable|frozen; transformer: finetune|frozen|gradual|lora|contrastive (few-shot: encoder tuned on label pairs, then frozen)"),
     max_length: Optional[int] = typer.Option(None, help="tokens kept per text (default 400 words / 256 subwords)"),
     truncation: str = typer.Option("head", help="long documents: head | head+tail | chunks (frozen encoders)"),
     pooling: str = typer.Option("mean", help="transformer pooling: mean | cls"),
@@ -101,6 +101,21 @@ def train(
     seed: int = typer.Option(13), device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA) | fp32 | bf16 | fp16"),
     trust_remote_code: bool = typer.Option(False, help="allow model code from the hub (off: never runs foreign code)"),
+    contrastive_pairs: Optional[int] = typer.Option(None, help="contrastive strategy: most text pairs to tune on (default 40 per labelled text)"),
+    contrastive_epochs: int = typer.Option(1, help="contrastive strategy: epochs over the pairs"),
+    loss: str = typer.Option("ce", help="ce | focal (skewed classes)"),
+    focal_gamma: float = typer.Option(2.0, help="focal-loss focusing parameter"),
+    class_weight: Optional[str] = typer.Option(None, help="none | auto (inverse frequency) | effective (effective "
+                                               "number of samples) | LABEL=W,LABEL=W"),
+    label_smoothing: float = typer.Option(0.0, help="label smoothing for cross-entropy, in [0, 1)"),
+    sampler: Optional[str] = typer.Option(None, help="none | balanced | sqrt (class-aware batches)"),
+    calibration: Optional[str] = typer.Option(None, help="none | temperature | isotonic, fitted on validation data"),
+    threshold: Optional[str] = typer.Option(None, help="decision rule fitted on validation data: f1 | g | recall:R | "
+                                            "precision:P | fpr:F | a probability; stored and used by predict"),
+    positive: Optional[str] = typer.Option(None, help="the class a threshold applies to (default for two classes: "
+                                           "the rarer one)"),
+    extra_train: Optional[Path] = typer.Option(None, help="a label store (from `transferlab label add`) whose "
+                                               "answers join the training part"),
     evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
@@ -112,23 +127,54 @@ def train(
                       skip_bad_rows)
     parts, report = load_parts(spec, seed=seed)
     _report_reading(report)
+    extra_info = None
+    if extra_train is not None:
+        from .active import merge_extra, store_examples
+
+        parts, extra_info = merge_extra(parts, store_examples(extra_train, multilabel=parts["train"].multilabel))
+        err.print(f"label store {escape(str(extra_train))}: {extra_info['added']} answer(s) added to training"
+                  + (f", {extra_info['held_out_skipped']} left out (already in validation/test)"
+                     if extra_info["held_out_skipped"] else "")
+                  + (f", {extra_info['already_in_train']} already in training" if extra_info["already_in_train"]
+                     else ""), highlight=False, soft_wrap=True)
     err.print(f"data: train {len(parts['train'])}, validation {len(parts['validation'])}, test {len(parts['test'])}")
     clf = TextClassifier(encoder=encoder, head=head, strategy=strategy, max_length=max_length, truncation=truncation,
                          pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
                          patience=patience or None, metric=metric, seed=seed, device=device, precision=precision,
-                         trust_remote_code=trust_remote_code)
+                         trust_remote_code=trust_remote_code, contrastive_pairs=contrastive_pairs,
+                         contrastive_epochs=contrastive_epochs, loss=loss, focal_gamma=focal_gamma,
+                         class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
+                         calibration=calibration, threshold=threshold, positive=positive)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
+    if extra_info is not None:
+        data_info["extra_train"] = {"store": str(extra_train), **extra_info}
     clf.fit(parts["train"], validation=validation, out_dir=out_dir, data_info=data_info)
     best = clf.fit_info_.get("best", {})
     err.print(f"trained in {clf.fit_info_['train_seconds']:.1f}s; best epoch {best.get('epoch')}; saved to {out_dir}")
+    _print_decision(clf)
     if evaluate_test and len(parts["test"]):
         _evaluate_and_write(clf, parts["test"], out_dir / "report.json")
 
 
+def _print_decision(clf) -> None:
+    cal = clf.decision_.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        err.print(f"calibration: temperature {cal['temperature']:.3f} (fitted on validation)")
+    elif cal:
+        err.print(f"calibration: {cal['method']} (fitted on validation)")
+    thr = clf.decision_.get("threshold") or {}
+    items = thr.get("per_label", {}).items() if "per_label" in thr else ([(thr["positive"], thr)] if thr else [])
+    for lab, t in items:
+        v = t["validation"]
+        err.print(escape(f"threshold for {lab!r}: {t['threshold']:.4f} ({t['rule']}; on validation: precision "
+                         f"{v['precision']:.3f}, recall {v['recall']:.3f}, false-positive rate {v['fpr']:.3f})")
+                  + ("" if t["target_met"] else " [yellow]target not met[/]"), highlight=False)
+
+
 def _evaluate_and_write(clf, examples, report_path: Path) -> dict:
     from .evaluation.metrics import format_report
-    from .evaluation.plots import plot_confusion
+    from .evaluation.plots import plot_confusion, plot_reliability
 
     started = time.perf_counter()
     report = clf.evaluate(examples, show_progress=True)
@@ -140,6 +186,8 @@ def _evaluate_and_write(clf, examples, report_path: Path) -> dict:
     cm = report.get("confusion_matrix")
     if cm and "matrix" in cm:
         plot_confusion(cm["matrix"], cm["labels"], report_path.with_name(report_path.stem + "_confusion.png"))
+    if (report.get("calibration") or {}).get("bins"):
+        plot_reliability(report["calibration"], report_path.with_name(report_path.stem + "_reliability.png"))
     out.print(format_report(report), highlight=False)
     err.print(f"report written to {report_path}")
     return report
@@ -204,7 +252,8 @@ def predict(
 @app.command()
 @friendly
 def bench(
-    suite: str = typer.Argument(..., help="a shipped suite (imdb-seed) or a folder of recipes (suite.toml + one .toml per row)"),
+    suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), farsec (security bug reports: --data FILE, "
+                                "--rows = families), or a folder of recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
     rows: Optional[str] = typer.Option(None, "--rows", help="comma-separated row names (default: all)"),
@@ -225,6 +274,9 @@ def bench(
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
+    if suite == "farsec":
+        _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed)
+        return
     from .bench.recipes import load_suite
     from .bench.runner import RunOptions, run_suite
 
@@ -265,6 +317,79 @@ def bench(
     if failed:
         err.print(f"[bold red]{len(failed)} row(s) failed:[/] {escape(', '.join(r['name'] for r in failed))}")
         raise typer.Exit(1)
+
+
+def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> None:
+    from .bench import farsec
+
+    if not data or out_dir is None:
+        raise DataError("bench farsec needs --data (a FARSEC-format CSV: project,split,id,security,text) and --out",
+                        hint="e.g. --data ../shared/data/security/farsec_chromium.csv.gz --out runs/farsec")
+    families = [f.strip() for f in rows.split(",") if f.strip()] if rows else None
+    results = farsec.run(data, out_dir, families=families, seed=seed, device=device, max_train=max_train,
+                         max_test=max_test, announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+    if any(r.get("status") != "ok" for r in results["rows"]):
+        raise typer.Exit(1)
+
+
+label_app = typer.Typer(no_args_is_help=True, help="Active learning: pick the texts worth labelling next, "
+                        "then feed the answers back (train --extra-train STORE).")
+app.add_typer(label_app, name="label")
+
+
+@label_app.command("next")
+@friendly
+def label_next(
+    model_dir: Path = typer.Option(..., "--model", help="a folder written by `transferlab train`"),
+    pool: str = typer.Option(..., "--pool", help="unlabelled texts: CSV/TSV/JSONL or a dataset"),
+    text_col: str = TEXT, pair_col: Optional[str] = PAIR,
+    n: int = typer.Option(50, "--n", help="how many texts to pick"),
+    strategy: str = typer.Option("hybrid", help="uncertainty | diversity | hybrid (uncertain, then spread by k-means)"),
+    store: Optional[Path] = typer.Option(None, help="label store: texts already answered there are not picked again"),
+    out_file: Path = typer.Option(Path("label-batch.csv"), "--out", help="the batch to fill in (CSV, a 'label' column)"),
+    skip_bad_rows: bool = SKIP, seed: int = typer.Option(13),
+):
+    """Write the N pool texts the model is least sure about (spread over the pool) to a CSV to label."""
+    from .active import load_store, select, write_batch
+    from .data.readers import read_examples
+    from .models.classifier import TextClassifier
+
+    clf = TextClassifier.load(model_dir)
+    examples, read_report = read_examples(pool, text_col=text_col, pair_col=pair_col, skip_bad_rows=skip_bad_rows)
+    _report_reading(read_report)
+    done = set(load_store(store)) if store else set()
+    rows = select(clf, examples, n, strategy=strategy, exclude=done, seed=seed)
+    write_batch(rows, out_file)
+    err.print(escape(f"{len(rows)} text(s) to label in {out_file} (pool of {len(examples)}; {len(done)} answered "
+                     "in the store are never picked again); "
+                     f"fill in the 'label' column, then: transferlab label add {out_file} --store "
+                     f"{store or 'labels.jsonl'}"), highlight=False)
+
+
+@label_app.command("add")
+@friendly
+def label_add(
+    batch: Path = typer.Argument(..., help="a batch from `label next` with its 'label' column filled in (or JSONL)"),
+    store: Path = typer.Option(Path("labels.jsonl"), help="the label store (JSONL) the answers are appended to"),
+    label_col: str = typer.Option("label", "--label-col"), label_sep: Optional[str] = SEP,
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="warn about labels this model does not know"),
+    reviewer: Optional[str] = typer.Option(None, help="who answered (default $TRANSFERLAB_REVIEWER or the login)"),
+):
+    """Store the answers of a labelled batch; the next `train --extra-train STORE` uses them."""
+    from .active import add_answers
+
+    known = None
+    if model_dir is not None:
+        from .models.classifier import TextClassifier
+
+        known = TextClassifier.load(model_dir).labels_
+    result = add_answers(batch, store, label_col=label_col, label_sep=label_sep, known_labels=known,
+                         reviewer=reviewer)
+    err.print(escape(result.summary(store)), highlight=False, soft_wrap=True)
+    if result.new_labels:
+        err.print(escape(f"warning: label(s) {sorted(result.new_labels)} are new to the model; the next training run "
+                         "learns them as new classes"), highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -8,7 +8,8 @@ from .errors import ConfigError
 from .encoders.zoo import TRANSFORMER, WORD_VECTORS, family_of
 
 FROZEN_FEATURES = "frozen-features"  # a transformer/sentence encoder used frozen: features + head
-STRATEGIES = {WORD_VECTORS: ("trainable", "frozen"), TRANSFORMER: ("finetune", "frozen", "gradual", "lora")}
+STRATEGIES = {WORD_VECTORS: ("trainable", "frozen"),
+              TRANSFORMER: ("finetune", "frozen", "gradual", "lora", "contrastive")}
 HEADS = {WORD_VECTORS: ("cnn", "bigru", "bilstm", "dan"), FROZEN_FEATURES: ("logreg", "mlp"),
          TRANSFORMER: ("linear", "mlp")}
 TRUNCATIONS = ("head", "head+tail", "chunks")
@@ -30,12 +31,17 @@ class ModelConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     layer_decay: float = 0.85
+    # strategy "contrastive" (few-shot, the SetFit idea): the encoder is tuned on label pairs, then frozen
+    contrastive_epochs: int = 1
+    contrastive_lr: float = 2e-5
+    contrastive_batch_size: int = 16
+    contrastive_pairs: int | None = None  # cap on pairs; default 40 per labelled text
     trust_remote_code: bool = False
 
     @property
     def family(self) -> str:
         fam = family_of(self.encoder)
-        return FROZEN_FEATURES if fam == TRANSFORMER and self.strategy == "frozen" else fam
+        return FROZEN_FEATURES if fam == TRANSFORMER and self.strategy in ("frozen", "contrastive") else fam
 
     def resolve_defaults(self) -> "ModelConfig":
         """Fill family defaults and reject combinations that cannot work, before any heavy work."""
@@ -76,6 +82,16 @@ class TrainConfig:
     precision: str = "auto"
     eval_batch_size: int | None = None
     validation_fraction: float = 0.1
+    # skewed labels (training/imbalance.py)
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weight: str | dict | None = None
+    label_smoothing: float = 0.0
+    sampler: str | None = None
+    # decisions and scores, fitted on validation data after training (evaluation/decision.py)
+    calibration: str | None = None
+    threshold: str | float | None = None
+    positive: str | None = None
 
     def resolve_defaults(self, model: ModelConfig) -> "TrainConfig":
         fam = model.family
@@ -89,7 +105,28 @@ class TrainConfig:
         self.lr = self.lr or lr
         self.eval_batch_size = self.eval_batch_size or max(64, self.batch_size * 2)
         if fam == FROZEN_FEATURES and self.patience is not None:
-            self.patience = max(self.patience, 10)
+            # A head over fixed features costs well under a second per epoch and its validation metric is noisy
+            # from epoch to epoch; on IMDB/MiniLM patience 10 stopped at epoch 38 while validation accuracy kept
+            # rising to epoch 81 (benchmarks/core-imdb/results.md), so frozen heads get a long patience.
+            self.patience = max(self.patience, 30)
+        from .training.imbalance import LOSSES, SAMPLERS, parse_class_weight
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss {self.loss!r} is unknown", hint=f"choose one of {', '.join(LOSSES)}")
+        self.sampler = None if self.sampler in (None, "", "none") else self.sampler
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {self.sampler!r} is unknown", hint="balanced, sqrt or none")
+        self.class_weight = parse_class_weight(self.class_weight)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.focal_gamma < 0:
+            raise ConfigError(f"focal gamma must be >= 0, got {self.focal_gamma}")
+        from .evaluation.decision import CALIBRATIONS, parse_threshold
+
+        self.calibration = None if self.calibration in (None, "", "none") else self.calibration
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"calibration {self.calibration!r} is unknown", hint="temperature, isotonic or none")
+        parse_threshold(self.threshold)  # fails early on a malformed rule
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision {self.precision!r} is unknown", hint="auto, fp32, bf16 or fp16")
         return self

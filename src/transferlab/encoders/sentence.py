@@ -107,6 +107,10 @@ class SentenceEncoder:
         if self.long_document == "head":
             return [text[: self.max_length * 20]]
         tok = self.model.tokenizer
+        # The whole text is tokenised on purpose (to cut it into windows); silence the "longer than the maximum
+        # sequence length" warning that transformers would print once, alarming but not applicable here.
+        if hasattr(tok, "deprecation_warnings"):
+            tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         body = self.max_length - 2
         cut = text[: body * self.max_chunks * 12] if self.long_document == "chunks" else text
         if self.long_document == "head+tail" and len(text) > body * 24:

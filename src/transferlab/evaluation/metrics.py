@@ -10,17 +10,25 @@ from collections import Counter
 
 import numpy as np
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, log_loss,
-                             multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score)
+                             matthews_corrcoef, multilabel_confusion_matrix, precision_recall_curve,
+                             precision_recall_fscore_support, roc_auc_score, roc_curve)
 
 from ..errors import DataError
 
 
+FPR_POINTS = (0.01, 0.05)
+RECALL_POINTS = (0.8, 0.9)
+
+
 def classification_report(y_true, proba, labels: list[str], *, multilabel: bool = False,
-                          threshold: float = 0.5) -> dict:
+                          threshold: float = 0.5, predictions: list | None = None,
+                          positive: str | None = None) -> dict:
     """Metrics for ``proba`` (n, k; columns in the order of ``labels``) against ``y_true``.
 
     Single-label: ``y_true`` holds one label per row, prediction is the argmax.
     Multi-label: ``y_true`` holds a list of labels per row, prediction is ``proba >= threshold``.
+    ``predictions`` (labels, or label lists) replace those rules when a model decides with its own thresholds.
+    ``positive`` names the class whose imbalance metrics head the report (default: the second of two labels).
     Undefined values (e.g. the AUC of a class absent from ``y_true``) are None.
     """
     labels = list(labels)
@@ -48,11 +56,16 @@ def classification_report(y_true, proba, labels: list[str], *, multilabel: bool 
         y = np.zeros((len(y_true), k), dtype=int)
         for i, row in enumerate(rows):
             y[i, [index[lab] for lab in row]] = 1
-        pred = (proba >= threshold).astype(int)
+        if predictions is None:
+            pred = (proba >= threshold).astype(int)
+        else:
+            pred = np.zeros_like(y)
+            for i, row in enumerate(predictions):
+                pred[i, [index[lab] for lab in row]] = 1
         columns = [(y[:, j], proba[:, j]) for j in cols]
     else:
         y = np.asarray([index[lab] for lab in y_true])
-        pred = proba.argmax(axis=1)
+        pred = proba.argmax(axis=1) if predictions is None else np.asarray([index[lab] for lab in predictions])
         columns = [(y == j, proba[:, j]) for j in cols]
 
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=cols, average=None, zero_division=0)
@@ -82,7 +95,65 @@ def classification_report(y_true, proba, labels: list[str], *, multilabel: bool 
                                       "matrix": confusion_matrix(y, pred, labels=cols).tolist()}
         # float32 softmax rows miss 1 by ~1e-7; renormalise so scikit-learn does not warn.
         report["log_loss"] = log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=cols)
+
+    # Skewed classes: what accuracy hides.  One-vs-rest per class, at the predictions actually made.
+    if multilabel:
+        hits = [(y[:, j].astype(bool), pred[:, j].astype(bool)) for j in cols]
+        report["mcc"] = _mean_defined(_mcc(t, p) for t, p in hits)
+    else:
+        hits = [(y == j, pred == j) for j in cols]
+        report["mcc"] = matthews_corrcoef(y, pred) if len(set(y.tolist()) | set(pred.tolist())) > 1 else 0.0
+    per_class = {lab: imbalance_metrics(t, p, columns[j][1]) for j, (lab, (t, p)) in enumerate(zip(labels, hits))}
+    report["imbalance_per_class"] = per_class
+    if positive is None and k == 2 and not multilabel:
+        positive = labels[1]
+    if positive is not None:
+        if positive not in index:
+            raise DataError(f"positive class {positive!r} is not one of the labels {labels}")
+        report["positive"] = positive
+        report["imbalance"] = per_class[positive]
+
+    # Calibration of the scores: top-label confidence (single-label), every label's score (multi-label).
+    from .decision import reliability
+
+    if multilabel:
+        report["calibration"] = reliability(y.ravel(), proba.ravel())
+    else:
+        report["calibration"] = reliability(proba.argmax(axis=1) == y, proba.max(axis=1))
     return _clean(report)
+
+
+def imbalance_metrics(truth, predicted, score) -> dict:
+    """pd, pf and g-measure (FARSEC, Peters et al. 2018), MCC, PR-AUC, recall at fixed false-positive rates and
+    precision at fixed recall, for one class against the rest."""
+    truth, predicted = np.asarray(truth, dtype=bool), np.asarray(predicted, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    tp, fp = int((truth & predicted).sum()), int((~truth & predicted).sum())
+    pd_ = tp / n_pos if n_pos else None
+    pf = fp / n_neg if n_neg else None
+    g = (2 * pd_ * (1 - pf) / (pd_ + 1 - pf) if pd_ is not None and pf is not None and pd_ + 1 - pf > 0
+         else None)
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    out = {"support": n_pos, "prevalence": n_pos / len(truth) if len(truth) else None, "pd": pd_, "pf": pf,
+           "g_measure": g, "precision": prec, "f1": 2 * prec * pd_ / (prec + pd_) if pd_ and prec + pd_ else 0.0,
+           "mcc": _mcc(truth, predicted), "pr_auc": average_precision_score(truth, score) if n_pos else None,
+           "recall_at_fpr": {}, "precision_at_recall": {}}
+    if n_pos and n_neg:
+        fpr, tpr, _ = roc_curve(truth, score)
+        for f in FPR_POINTS:
+            out["recall_at_fpr"][f"{f:g}"] = float(tpr[fpr <= f + 1e-12].max())
+        precision, recall, _ = precision_recall_curve(truth, score)
+        for r in RECALL_POINTS:
+            out["precision_at_recall"][f"{r:g}"] = float(precision[recall >= r - 1e-12].max())
+    return out
+
+
+def _mcc(truth, predicted) -> float:
+    truth, predicted = np.asarray(truth, dtype=bool), np.asarray(predicted, dtype=bool)
+    if truth.all() and predicted.all() or (~truth).all() and (~predicted).all():
+        return 0.0 if len(truth) == 0 else 1.0
+    return float(matthews_corrcoef(truth, predicted))
 
 
 def format_report(report: dict) -> str:
@@ -91,7 +162,15 @@ def format_report(report: dict) -> str:
              f"macro F1={_fmt(report.get('macro_f1'))}  micro F1={_fmt(report.get('micro_f1'))}  "
              f"weighted F1={_fmt(report.get('weighted_f1'))}",
              f"ROC AUC={_fmt(report.get('roc_auc'))}  PR AUC={_fmt(report.get('pr_auc'))}"
-             + (f"  log loss={_fmt(report['log_loss'])}" if report.get("log_loss") is not None else "")]
+             + (f"  log loss={_fmt(report['log_loss'])}" if report.get("log_loss") is not None else "")
+             + (f"  MCC={_fmt(report['mcc'])}" if report.get("mcc") is not None else "")
+             + (f"  ECE={_fmt(report['calibration']['ece'])}" if (report.get("calibration") or {}).get("ece")
+                is not None else "")]
+    imb = report.get("imbalance")
+    if imb:
+        at = "  ".join(f"recall@{float(f):.0%}FPR={_fmt(v)}" for f, v in imb["recall_at_fpr"].items())
+        lines.append(f"positive class {report['positive']!r}: pd={_fmt(imb['pd'])}  pf={_fmt(imb['pf'])}  "
+                     f"g={_fmt(imb['g_measure'])}  F1={_fmt(imb['f1'])}  PR AUC={_fmt(imb['pr_auc'])}  {at}")
     per_class = report.get("per_class")
     if not per_class:
         return "\n".join(lines)

@@ -80,6 +80,36 @@ def plot_confusion(matrix, labels, path, title: str = "Confusion matrix") -> Pat
         plt.close(fig)
 
 
+def plot_reliability(calibration: dict, path, title: str = "Reliability diagram") -> Path:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), with each bin's share below."""
+    path = Path(path)
+    bins = calibration.get("bins") or []
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    try:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+        if bins:
+            mids = [(b["low"] + b["high"]) / 2 for b in bins]
+            width = bins[0]["high"] - bins[0]["low"]
+            ax.bar(mids, [b["accuracy"] for b in bins], width=width * 0.9, alpha=0.7, edgecolor="black",
+                   label="observed frequency")
+            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="C3", markersize=4,
+                    label="mean confidence")
+            total = sum(b["n"] for b in bins)
+            hist.bar(mids, [b["n"] / total for b in bins], width=width * 0.9, color="C0", alpha=0.5)
+        ece = calibration.get("ece")
+        ax.set_title(title + (f" (ECE {ece:.3f})" if isinstance(ece, float) else ""))
+        ax.set_ylabel("fraction correct")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(loc="upper left", fontsize=8)
+        hist.set_xlabel("confidence")
+        hist.set_ylabel("share")
+        fig.tight_layout()
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def _series(ax, history: list[dict], key: str) -> None:
     points = [(rec["epoch"], rec[key]) for rec in history
               if isinstance(rec.get(key), (int, float)) and "epoch" in rec]

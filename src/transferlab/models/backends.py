@@ -19,7 +19,7 @@ from ..config import FROZEN_FEATURES, ModelConfig
 from ..data.records import Examples
 from ..encoders import wordvec
 from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved
-from ..errors import ModelFileError, ModelNotAvailableError
+from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
 from .networks import FeatureNet, TransformerNet, WordVectorNet
 
 
@@ -130,16 +130,25 @@ class WordVectorBackend(Backend):
 
 
 class FrozenFeatureBackend(Backend):
-    """A sentence encoder used frozen: embeddings computed once (and cached), then a small head."""
+    """A sentence encoder used frozen: embeddings computed once (and cached), then a small head.
+
+    With ``strategy="contrastive"`` the encoder is first tuned on pairs of the labelled texts (the SetFit idea,
+    training/contrastive.py), then frozen; the tuned encoder is saved in the model folder (``encoder/``).
+    """
 
     family = FROZEN_FEATURES
+
+    @property
+    def contrastive(self) -> bool:
+        return self.cfg.strategy == "contrastive"
 
     def _encoder(self):
         if getattr(self, "_enc", None) is None:
             from ..encoders.sentence import SentenceEncoder
 
+            # A tuned encoder is new weights: its embeddings must not be cached under the base model's key.
             self._enc = SentenceEncoder(self.resolved, device=self.device, max_length=self.cfg.max_length,
-                                        long_document=self.cfg.truncation,
+                                        long_document=self.cfg.truncation, use_cache=not self.contrastive,
                                         trust_remote_code=self.cfg.trust_remote_code)
         return self._enc
 
@@ -147,6 +156,17 @@ class FrozenFeatureBackend(Backend):
         enc = self._encoder()
         self.info = {"dim": enc.dim, "pair": train.is_pair, "max_length": enc.max_length,
                      "encoder_params": sum(p.numel() for p in enc.model.parameters())}
+        if self.contrastive:
+            from ..training.contrastive import tune_encoder
+
+            if train.is_pair:
+                raise ConfigError("contrastive few-shot training classifies single texts, not sentence pairs",
+                                  where=train.source, hint="use --strategy finetune for pair data")
+            cfg = self.cfg
+            self.info["contrastive"] = tune_encoder(
+                enc.model, train.texts, train.labels, epochs=cfg.contrastive_epochs, lr=cfg.contrastive_lr,
+                batch_size=cfg.contrastive_batch_size, seed=seed,
+                max_pairs=cfg.contrastive_pairs or 40 * len(train))
         module = self._module(n_labels)
         feats = [it["features"] for it in self.prepare(train)]
         module.set_standardisation(torch.from_numpy(np.stack(feats)))
@@ -159,10 +179,30 @@ class FrozenFeatureBackend(Backend):
 
     def restore(self, folder, n_labels, info):
         self.info = dict(info)
+        if self.contrastive:
+            from ..encoders.sentence import SentenceEncoder
+            from ..encoders.zoo import TRANSFORMER, Resolved, sha256_file
+
+            weights = folder / "encoder" / "model.safetensors"
+            if not weights.is_file():
+                raise ModelFileError("the tuned encoder (encoder/model.safetensors) is missing", where=str(folder),
+                                     hint="copy the whole model folder")
+            if sha256_file(weights) != info.get("encoder_sha256"):
+                raise ModelFileError("encoder/model.safetensors was altered or corrupted (SHA-256 differs from "
+                                     "config.json)", where=str(weights), hint="restore it or retrain")
+            local = Resolved(name=self.resolved.name, family=TRANSFORMER, location=str(folder / "encoder"),
+                             local=True, sha256=info["encoder_sha256"])
+            self._enc = SentenceEncoder(local, device=self.device, max_length=self.cfg.max_length,
+                                        long_document=self.cfg.truncation, use_cache=False)
         return self._module(n_labels)
 
     def save_files(self, folder, module):
-        pass  # the encoder is referenced by name and checked by SHA-256 at load; only the head is saved
+        if not self.contrastive:
+            return  # the encoder is referenced by name and checked by SHA-256 at load; only the head is saved
+        from ..encoders.zoo import sha256_file
+
+        self._encoder().model.save(str(folder / "encoder"), safe_serialization=True)
+        self.info["encoder_sha256"] = sha256_file(folder / "encoder" / "model.safetensors")
 
     def prepare(self, examples):
         enc = self._encoder()
@@ -253,6 +293,8 @@ class TransformerBackend(Backend):
             return tok(text[: n * 20], truncation=True, max_length=n)["input_ids"]
         body = n - tok.num_special_tokens_to_add(pair=False)
         cut = text if len(text) <= body * 24 else text[: body * 12] + " " + text[-body * 12:]
+        if hasattr(tok, "deprecation_warnings"):  # tokenised whole on purpose, cut below: no length warning
+            tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         ids = tok(cut, add_special_tokens=False)["input_ids"]
         if len(ids) > body:
             head = body // 4

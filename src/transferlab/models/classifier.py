@@ -85,6 +85,7 @@ class TextClassifier:
         self.multilabel_ = False
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
+        self.decision_: dict = {}
 
     # ------------------------------------------------------------------ scikit-learn surface
     def get_params(self, deep: bool = True) -> dict:
@@ -121,14 +122,25 @@ class TextClassifier:
         train_items, train_y = self.backend_.prepare(train), self._targets(train)
         val_items = self.backend_.prepare(val) if val is not None and len(val) else None
         val_y = self._targets(val, strict=False) if val_items else None
+        from ..training.imbalance import ImbalanceLoss, check_label_counts, class_weights, sample_weights
+
+        notes = check_label_counts(train_y, self.labels_, multilabel=self.multilabel_, where=train.source)
+        if val_items:
+            notes += self._check_validation_classes(val_y)
+        weight = class_weights(train_y, self.labels_, tcfg.class_weight, multilabel=self.multilabel_)
+        criterion = ImbalanceLoss(multilabel=self.multilabel_, weight=weight, kind=tcfg.loss, gamma=tcfg.focal_gamma,
+                                  label_smoothing=tcfg.label_smoothing)
+        draw = sample_weights(train_y, tcfg.sampler, multilabel=self.multilabel_)
         callbacks = [EarlyStopping(tcfg.metric, tcfg.patience)]
         if out_dir is not None:
             out = Path(out_dir)
             callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
         trainer = Trainer(self.module_, self.backend_, tcfg, multilabel=self.multilabel_,
-                          evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_)
+                          evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_,
+                          criterion=criterion, draw=draw)
         self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
         self.module_ = trainer.module
+        self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
         from ..data.splits import fingerprint
 
         self.fit_info_ = {
@@ -139,6 +151,8 @@ class TextClassifier:
             "params_total": sum(p.numel() for p in self.module_.parameters())
             + self.backend_.info.get("encoder_params", 0),
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
+            "class_weights": None if weight is None else dict(zip(self.labels_, map(float, weight))),
+            "warnings": notes,
             **(data_info or {}),
         }
         if out_dir is not None and save_model:
@@ -153,15 +167,47 @@ class TextClassifier:
         items = self.backend_.prepare(ex)
         logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size or 64,
                                 self.device_, show_progress=show_progress)
-        return _probabilities(logits, self.multilabel_)
+        return self._proba(logits)
 
     def predict(self, X) -> list:
         return self.decode(self.predict_proba(X))
 
-    def decode(self, proba: np.ndarray, threshold: float = 0.5) -> list:
-        if self.multilabel_:
-            return [[self.labels_[j] for j in np.flatnonzero(row >= threshold)] for row in proba]
-        return [self.labels_[j] for j in proba.argmax(axis=1)]
+    def embed(self, X, *, show_progress: bool = False) -> np.ndarray:
+        """The model's own representation of each text: the input of its last linear layer (what the classifier
+        sees), for any family.  Used by active learning to spread a batch over the pool."""
+        self._check_fitted()
+        from torch import nn
+
+        last = [m for m in self.module_.modules() if isinstance(m, nn.Linear)][-1]
+        captured: list[torch.Tensor] = []
+        hook = last.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float().cpu()))
+        try:
+            ex = as_examples(X)
+            items = self.backend_.prepare(ex)
+            from ..training.trainer import batches
+
+            out = np.zeros((len(ex), last.in_features), dtype=np.float32)
+            with torch.no_grad():
+                self.module_.eval()
+                for idx, batch in batches(self.backend_, items, None, self.train_config.eval_batch_size or 64,
+                                          shuffle=False):
+                    captured.clear()
+                    self.module_(**{k: v.to(self.device_) for k, v in batch.items()})
+                    out[idx] = captured[-1].numpy()
+            return out
+        finally:
+            hook.remove()
+
+    def decode(self, proba: np.ndarray) -> list:
+        """Labels from (calibrated) probabilities, with the decision thresholds chosen at fit time."""
+        from ..evaluation.decision import apply_decision
+
+        return apply_decision(np.asarray(proba), self.labels_, self.decision_, multilabel=self.multilabel_)
+
+    def _proba(self, logits: np.ndarray) -> np.ndarray:
+        from ..evaluation.decision import calibrate
+
+        return calibrate(logits, self.decision_.get("calibration"), self.labels_, multilabel=self.multilabel_)
 
     def score(self, X, y=None) -> float:
         ex = as_examples(X, y)
@@ -172,7 +218,87 @@ class TextClassifier:
 
         self._check_known_labels(examples)
         proba = self.predict_proba(examples, show_progress=show_progress)
-        return classification_report(examples.labels, proba, self.labels_, multilabel=self.multilabel_)
+        report = classification_report(examples.labels, proba, self.labels_, multilabel=self.multilabel_,
+                                       predictions=self.decode(proba), positive=self._positive())
+        report["decision"] = self._decision_summary()
+        return report
+
+    def _positive(self) -> str | None:
+        thr = self.decision_.get("threshold") or {}
+        return thr.get("positive") or self.train_config.positive
+
+    def _decision_summary(self) -> dict:
+        cal = self.decision_.get("calibration") or {}
+        thr = self.decision_.get("threshold") or {}
+        summary = {"calibration": cal.get("method"), "temperature": cal.get("temperature")}
+        if self.multilabel_ and thr:
+            summary["thresholds"] = {lab: t["threshold"] for lab, t in thr["per_label"].items()}
+        elif thr:
+            summary.update(positive=thr["positive"], threshold=thr["threshold"], rule=thr["rule"])
+        return summary
+
+    def _check_validation_classes(self, val_y: np.ndarray) -> list[str]:
+        import warnings
+
+        present = (val_y.sum(axis=0) > 0) if self.multilabel_ else np.bincount(val_y[val_y >= 0],
+                                                                              minlength=len(self.labels_)) > 0
+        missing = [lab for lab, ok in zip(self.labels_, present) if not ok]
+        if not missing:
+            return []
+        note = (f"class(es) {missing} have no validation example: early stopping, calibration and thresholds "
+                "cannot judge them; use a stratified or larger validation part")
+        warnings.warn(note, stacklevel=3)
+        return [note]
+
+    def _fit_decision(self, tcfg: TrainConfig, train_y: np.ndarray, val_items, val_y) -> dict:
+        """Calibrate on validation data, then choose thresholds on the calibrated scores (both stored)."""
+        from ..evaluation import decision as dec
+
+        rule = dec.parse_threshold(tcfg.threshold)
+        if tcfg.positive is not None and tcfg.positive not in self.labels_:
+            raise ConfigError(f"positive class {tcfg.positive!r} is not a training label",
+                              hint=f"labels are {self.labels_}")
+        if tcfg.calibration is None and rule is None:
+            return {}
+        if not val_items and (tcfg.calibration or rule.kind != "fixed"):
+            raise ConfigError("calibration and threshold rules are fitted on validation data, and there is none",
+                              hint="give a validation part (a split with validation, or --validation-fraction), "
+                                   "or a fixed --threshold")
+        out: dict = {}
+        if val_items:
+            logits = predict_logits(self.module_, self.backend_, val_items, tcfg.eval_batch_size, self.device_)
+        if tcfg.calibration == "temperature":
+            out["calibration"] = {"method": "temperature", "fitted_on": "validation",
+                                  "temperature": dec.fit_temperature(logits, val_y, multilabel=self.multilabel_)}
+        elif tcfg.calibration == "isotonic":
+            keep = np.ones(len(val_y), bool) if self.multilabel_ else val_y >= 0
+            raw = dec.calibrate(logits[keep], None, self.labels_, multilabel=self.multilabel_)
+            out["calibration"] = {"method": "isotonic", "fitted_on": "validation",
+                                  "maps": dec.fit_isotonic(raw, val_y[keep], self.labels_,
+                                                           multilabel=self.multilabel_)}
+        if rule is None:
+            return out
+        self.decision_ = out
+        proba = self._proba(logits) if val_items else None
+        if self.multilabel_:
+            out["threshold"] = {"rule": str(rule), "per_label": {
+                lab: dec.choose_threshold(val_y[:, j] if proba is not None else [], proba[:, j] if proba is not None
+                                          else [], rule, name=lab) for j, lab in enumerate(self.labels_)}}
+            return out
+        positive = tcfg.positive
+        if positive is None:
+            if len(self.labels_) != 2:
+                raise ConfigError(f"a decision threshold for {len(self.labels_)} classes needs the class it applies to",
+                                  hint="name it with --positive LABEL")
+            positive = dec.default_positive(self.labels_, train_y)
+        j = self.labels_.index(positive)
+        if proba is None:
+            chosen = dec.choose_threshold([], [], rule, name=positive)
+        else:
+            keep = val_y >= 0
+            chosen = dec.choose_threshold(val_y[keep] == j, proba[keep, j], rule, name=positive)
+        out["threshold"] = {"positive": positive, **chosen}
+        return out
 
     def _check_known_labels(self, ex: Examples) -> None:
         """Before predicting: a label the model never saw is named with the file and its first row."""
@@ -218,7 +344,7 @@ class TextClassifier:
         t = torch.as_tensor(targets)
         keep = t >= 0 if not self.multilabel_ else torch.ones(len(t), dtype=torch.bool)
         val_loss = float(loss_fn(torch.from_numpy(logits)[keep], t[keep], self.multilabel_))
-        proba = _probabilities(logits, self.multilabel_)
+        proba = _probabilities(logits, self.multilabel_)  # early stopping sees raw scores: nothing is fitted yet
         if self.multilabel_:
             y_true = [[self.labels_[j] for j in np.flatnonzero(row)] for row in targets]
         else:
@@ -250,6 +376,7 @@ class TextClassifier:
             "model": asdict(self.model_config), "train": asdict(self.train_config),
             "labels": self.labels_, "multilabel": self.multilabel_, "encoder": self.resolved_.to_dict(),
             "backend": self.backend_.info, "fit": self.fit_info_, "history": self.history_,
+            "decision": self.decision_,
             "weights": {WEIGHTS: sha256_file(folder / WEIGHTS)}, **environment(),
         }
         write_json(folder / "config.json", config)
@@ -282,12 +409,15 @@ class TextClassifier:
         clf.model_config.resolve_defaults()
         clf.labels_, clf.multilabel_ = config["labels"], config["multilabel"]
         clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})
+        clf.decision_ = config.get("decision") or {}
         clf.device_ = pick_device(device)
         from ..encoders.zoo import Resolved
 
         saved = Resolved(**config["encoder"])
         # A frozen encoder is not inside the folder: resolve it again and insist it is the same weights.
-        clf.resolved_ = resolve(clf.model_config.encoder) if clf.model_config.family == "frozen-features" else saved
+        # (A contrastively tuned encoder is inside the folder, checked by its own SHA-256.)
+        reresolve = clf.model_config.family == "frozen-features" and clf.model_config.strategy != "contrastive"
+        clf.resolved_ = resolve(clf.model_config.encoder) if reresolve else saved
         if saved.sha256 and clf.resolved_.sha256 != saved.sha256:
             raise ModelFileError("the encoder found now differs from the one the model was trained with",
                                  where=clf.model_config.encoder)

@@ -37,9 +37,12 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> to
 
 
 def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_size: int, *,
-            shuffle: bool, rng: np.random.Generator | None = None):
-    """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles."""
-    if shuffle:
+            shuffle: bool, rng: np.random.Generator | None = None, draw: np.ndarray | None = None):
+    """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
+    ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement."""
+    if draw is not None:
+        order = rng.choice(len(items), size=len(items), replace=True, p=draw)
+    elif shuffle:
         order = rng.permutation(len(items))
     else:
         order = np.argsort([backend.length(it) for it in items], kind="stable")
@@ -53,7 +56,8 @@ def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_si
 
 class Trainer:
     def __init__(self, module: nn.Module, backend, cfg: TrainConfig, *, multilabel: bool,
-                 evaluate, callbacks: Sequence[Callback] = (), device: str = "cpu"):
+                 evaluate, callbacks: Sequence[Callback] = (), device: str = "cpu",
+                 criterion: nn.Module | None = None, draw: np.ndarray | None = None):
         from accelerate import Accelerator
 
         self.backend, self.cfg, self.multilabel, self.evaluate = backend, cfg, multilabel, evaluate
@@ -61,6 +65,8 @@ class Trainer:
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
                                        gradient_accumulation_steps=cfg.grad_accum)
         self.module = module
+        self.criterion = criterion or (lambda logits, y: loss_fn(logits, y, multilabel))
+        self.draw = draw
         self.history: list[dict] = []
         self.should_stop = False
         self.best: dict = {}
@@ -84,7 +90,8 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
             started, losses = time.perf_counter(), []
-            bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng),
+            bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng,
+                               draw=self.draw),
                        total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
                        unit="batch", leave=False, disable=None)
             for _, batch in bar:
@@ -92,7 +99,7 @@ class Trainer:
                 with self.accelerator.accumulate(self.model):
                     batch = {k: v.to(device) for k, v in batch.items()}
                     labels = batch.pop("labels")
-                    loss = loss_fn(self.model(**batch), labels, self.multilabel)
+                    loss = self.criterion(self.model(**batch), labels)
                     self.accelerator.backward(loss)
                     if self.accelerator.sync_gradients:
                         self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)

@@ -1,0 +1,280 @@
+"""Security bug report prediction on FARSEC-format data (Peters et al., IEEE TSE 2019).
+
+Input: a CSV with ``project, split, id, security, text`` (``split`` = train for the older half, test for the newer
+half: the paper's within-project protocol).  Every choice (loss, weights, sampler, threshold, C) is made on a
+stratified validation part of the training half only; the test half is scored once per family, with the setting
+that won on validation.  Reported for the security class: pd (recall), pf (false-positive rate), g-measure, PR-AUC,
+F1, MCC and recall at 1% / 5% false-positive rate, beside the published numbers.
+
+Families (``--families``):
+- ``tfidf``: word 1-2-gram TF-IDF + logistic regression (the paper's learner family, without its filter);
+- ``glove-cnn``, ``glove-dan``: GloVe-50d word vectors with a CNN or a deep averaging network;
+- ``minilm-frozen``: the MiniLM sentence encoder, frozen, + logistic regression;
+- ``minilm-finetune``: MiniLM fine-tuned (hours on CPU: a GPU family).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data.records import Examples
+from ..errors import DataError
+
+PUBLISHED = [
+    {"name": "FARSEC (Peters et al. 2018), best: logistic regression after its filter", "pd": 55.0, "pf": 10.4,
+     "g_measure": 68.1},
+    {"name": "FARSEC, no filtering", "pd": 29.7, "pf": 6.0, "g_measure": 45.2},
+    {"name": "Jiang et al. 2020 (LTRWES), best", "pd": 52.2, "pf": 31.8, "g_measure": 59.1},
+]
+TARGET_G = 75.0
+POSITIVE = "1"
+
+# Each family: fixed options and a grid searched on validation (every combination; threshold rule "g" always).
+FAMILIES: dict[str, dict] = {
+    "tfidf": {"kind": "tfidf", "grid": {"C": [0.1, 1.0, 10.0], "class_weight": [None, "balanced"]}},
+    "glove-cnn": {"kind": "transferlab", "model": {"encoder": "glove-50d", "head": "cnn", "max_length": 256},
+                  "train": {"epochs": 6, "patience": 2, "metric": "pr_auc"},
+                  "grid": {"class_weight": ["auto", None], "sampler": [None, "sqrt"]}},
+    "glove-dan": {"kind": "transferlab", "model": {"encoder": "glove-50d", "head": "dan", "max_length": 256},
+                  "train": {"epochs": 10, "patience": 3, "metric": "pr_auc"},
+                  "grid": {"class_weight": ["auto", None], "loss": ["ce", "focal"]}},
+    "minilm-frozen": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "frozen",
+                                                       "max_length": 256, "truncation": "head+tail"},
+                      "train": {"metric": "pr_auc"},
+                      "grid": {"class_weight": ["auto", None], "loss": ["ce", "focal"]}},
+    "minilm-finetune": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "finetune",
+                                                         "max_length": 256, "truncation": "head+tail"},
+                        "train": {"epochs": 2, "metric": "pr_auc"},
+                        "grid": {"class_weight": ["auto"], "sampler": [None, "sqrt"]}},
+}
+DEFAULT_FAMILIES = ("tfidf", "glove-cnn", "glove-dan", "minilm-frozen")
+
+
+@dataclass
+class FarsecData:
+    train: Examples
+    validation: Examples
+    test: Examples
+    project: str
+
+
+def load(path: str | Path, *, validation_fraction: float = 0.25, seed: int = 13, max_train: int | None = None,
+         max_test: int | None = None) -> FarsecData:
+    """Read a FARSEC-format file; the validation part is a stratified share of the training half."""
+    from ..data.readers import read_examples
+    from ..data.splits import split_examples, subsample
+
+    ex, report = read_examples(path, text_col="text", label_col="security", keep_cols=["split", "project"])
+    if report.skipped:
+        raise DataError(report.summary(), where=str(path))
+    labels = sorted(set(ex.labels))
+    if not set(labels) <= {"0", "1"} or POSITIVE not in labels:
+        raise DataError(f"column 'security' must hold 0/1 with some 1s; found {labels[:5]}", where=str(path))
+    splits = ex.columns["split"]
+    unknown = sorted(set(splits) - {"train", "test"})
+    if unknown:
+        raise DataError(f"column 'split' must be train or test; found {unknown[:5]}", where=str(path))
+    train = ex.subset([i for i, s in enumerate(splits) if s == "train"])
+    test = ex.subset([i for i, s in enumerate(splits) if s == "test"])
+    if not len(train) or not len(test):
+        raise DataError("the file needs both a train and a test half", where=str(path))
+    parts = split_examples(train, f"stratified:{1 - validation_fraction},{validation_fraction},0", seed=seed)
+    tr, val = parts["train"], parts["validation"]
+    if max_train and len(tr) > max_train:
+        tr = subsample(tr, max_train, seed=seed)
+    if max_test and len(test) > max_test:
+        test = subsample(test, max_test, seed=seed)
+    projects = sorted(set(ex.columns["project"]))
+    return FarsecData(tr, val, test, ",".join(projects))
+
+
+def _grid(space: dict) -> list[dict]:
+    keys = list(space)
+    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+
+
+def _positive_scores(proba: np.ndarray, labels: list[str]) -> np.ndarray:
+    return proba[:, labels.index(POSITIVE)]
+
+
+def _fit_tfidf(settings: dict, data: FarsecData, seed: int):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode", max_features=200_000)
+    X = vec.fit_transform(data.train.texts)
+    y = np.asarray([lab == POSITIVE for lab in data.train.labels])
+    clf = LogisticRegression(C=settings["C"], class_weight=settings["class_weight"], max_iter=2000,
+                             random_state=seed).fit(X, y)
+    return lambda texts: clf.predict_proba(vec.transform(texts))[:, 1]
+
+
+def _fit_ours(family: dict, settings: dict, data: FarsecData, seed: int, device: str, run_dir: Path | None):
+    from ..models.classifier import TextClassifier
+
+    clf = TextClassifier(**family["model"], **family.get("train", {}), **settings, threshold="g",
+                         positive=POSITIVE, seed=seed, device=device)
+    clf.fit(data.train, validation=data.validation, out_dir=run_dir, save_model=False)
+    return (lambda texts: _positive_scores(clf.predict_proba(texts, show_progress=len(texts) > 2000), clf.labels_),
+            clf)
+
+
+def run_family(name: str, data: FarsecData, *, seed: int, device: str, out: Path,
+               announce: Callable[[str], None]) -> dict:
+    from ..evaluation.decision import Rule, choose_threshold
+    from ..evaluation.metrics import imbalance_metrics
+
+    family = FAMILIES[name]
+    val_truth = np.asarray([lab == POSITIVE for lab in data.validation.labels])
+    test_truth = np.asarray([lab == POSITIVE for lab in data.test.labels])
+    search, best = [], None
+    for settings in _grid(family["grid"]):
+        started = time.perf_counter()
+        run_dir = out / "rows" / name / "_".join(f"{k}-{v}" for k, v in settings.items())
+        if family["kind"] == "tfidf":
+            score_fn, model = _fit_tfidf(settings, data, seed), None
+        else:
+            score_fn, model = _fit_ours(family, settings, data, seed, device, run_dir)
+        seconds = time.perf_counter() - started
+        val_scores = score_fn(data.validation.texts)
+        chosen = choose_threshold(val_truth, val_scores, Rule("g"), name="security")
+        val = imbalance_metrics(val_truth, val_scores >= chosen["threshold"], val_scores)
+        entry = {"settings": settings, "threshold": chosen["threshold"], "train_seconds": round(seconds, 2),
+                 "validation": {k: val[k] for k in ("pd", "pf", "g_measure", "pr_auc", "f1")}}
+        search.append(entry)
+        announce(f"    {name} {settings}: validation g {100 * val['g_measure']:.1f}, PR-AUC {val['pr_auc']:.3f} "
+                 f"({seconds:.0f}s)")
+        key = (val["g_measure"], val["pr_auc"] or 0.0)
+        if best is None or key > best[0]:
+            best = (key, entry, score_fn, model)
+    _, entry, score_fn, model = best
+    started = time.perf_counter()
+    test_scores = score_fn(data.test.texts)
+    infer = time.perf_counter() - started
+    test = imbalance_metrics(test_truth, test_scores >= entry["threshold"], test_scores)
+    row_dir = out / "rows" / name
+    row_dir.mkdir(parents=True, exist_ok=True)
+    np.save(row_dir / "test_scores.npy", test_scores.astype(np.float32))
+    return {"name": name, "kind": family["kind"], "status": "ok", "chosen": entry["settings"],
+            "threshold": entry["threshold"], "validation": entry["validation"], "test": test,
+            "train_seconds": entry["train_seconds"],
+            "inference_docs_per_second": round(len(data.test) / infer, 1) if infer else None,
+            "search": search, "params": None if model is None else model.fit_info_.get("params_total")}
+
+
+def run(path: str | Path, out: Path, *, families: list[str] | None = None, seed: int = 13, device: str = "auto",
+        validation_fraction: float = 0.25, max_train: int | None = None, max_test: int | None = None,
+        announce: Callable[[str], None] = print) -> dict:
+    from ..models.classifier import environment
+
+    families = list(families or DEFAULT_FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise DataError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {unknown}",
+                        hint=f"choose from {', '.join(FAMILIES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load(path, validation_fraction=validation_fraction, seed=seed, max_train=max_train, max_test=max_test)
+    count = lambda ex: f"{len(ex)} ({sum(lab == POSITIVE for lab in ex.labels)} security)"  # noqa: E731
+    announce(f"{path}: train {count(data.train)}, validation {count(data.validation)}, test {count(data.test)}")
+    env = environment()
+    results = {"benchmark": "farsec", "data": str(path), "project": data.project,
+               "split": "train = older half (minus a stratified validation part), test = newer half",
+               "validation_fraction": validation_fraction, "setting": "reduced" if max_train or max_test else "full",
+               "n": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
+                     "train_security": sum(lab == POSITIVE for lab in data.train.labels),
+                     "test_security": sum(lab == POSITIVE for lab in data.test.labels)},
+               "hardware": env["hardware"], "versions": env["versions"], "published": PUBLISHED,
+               "target_g_measure": TARGET_G, "rows": []}
+    for i, name in enumerate(families, 1):
+        announce(f"[{i}/{len(families)}] {name}")
+        try:
+            row = run_family(name, data, seed=seed, device=device, out=out, announce=announce)
+            t = row["test"]
+            announce(f"    test: pd {100 * t['pd']:.1f}, pf {100 * t['pf']:.1f}, g {100 * t['g_measure']:.1f}, "
+                     f"PR-AUC {t['pr_auc']:.3f}")
+        except Exception as exc:  # recorded with its reason; the other families still run
+            row = {"name": name, "status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split())}
+            announce(f"    FAILED: {row['error']}")
+        results["rows"].append(row)
+        write(results, out, data)
+    return results
+
+
+def best_row(results: dict) -> dict | None:
+    """The family that won on validation (never chosen by its test figure)."""
+    ok = [r for r in results["rows"] if r.get("status") == "ok"]
+    return max(ok, key=lambda r: (r["validation"]["g_measure"], r["validation"]["pr_auc"] or 0)) if ok else None
+
+
+def write(results: dict, out: Path, data: FarsecData | None = None) -> None:
+    out = Path(out)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    best = best_row(results)
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = [f"# FARSEC security bug report prediction: {results['project']}", "",
+             f"Data `{results['data']}`; {results['split']}. Train {results['n']['train']} "
+             f"({results['n']['train_security']} security), validation {results['n']['validation']}, test "
+             f"{results['n']['test']} ({results['n']['test_security']} security). Setting: {results['setting']}.",
+             f"Hardware: {results['hardware'].get('processor')}, {results['hardware'].get('cpu_count')} CPUs"
+             + (f", {results['hardware']['gpu']}" if results['hardware'].get('gpu') else ", no GPU") + ".", "",
+             "| family | chosen on validation | pd | pf | g-measure | PR-AUC | F1 | MCC | recall@1%FPR | "
+             "validation g | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['name']} | failed: {r['error']} |  |  |  |  |  |  |  |  |  |")
+            continue
+        t = r["test"]
+        chosen = ", ".join(f"{k}={v}" for k, v in r["chosen"].items())
+        mark = " **(best)**" if best is r else ""
+        lines.append(f"| {r['name']}{mark} | {chosen} | {pct(t['pd'])} | {pct(t['pf'])} | {pct(t['g_measure'])} | "
+                     f"{pct(t['pr_auc'])} | {pct(t['f1'])} | {t['mcc']:.3f} | {pct(t['recall_at_fpr'].get('0.01'))} "
+                     f"| {pct(r['validation']['g_measure'])} | {r['train_seconds']:.0f} |")
+    lines += ["", "Published on this split (pd / pf / g-measure, %):", ""]
+    lines += [f"- {p['name']}: {p['pd']} / {p['pf']} / {p['g_measure']}" for p in results["published"]]
+    if best is not None:
+        g = 100 * best["test"]["g_measure"]
+        verdict = "met" if g >= results["target_g_measure"] else "not met"
+        lines += ["", f"Target g-measure ≥ {results['target_g_measure']:.0f} for the family chosen on validation "
+                      f"(`{best['name']}`): **{verdict}** ({g:.1f})."]
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _plot(results, out, data)
+
+
+def _plot(results: dict, out: Path, data: FarsecData | None) -> None:
+    """Test precision-recall curves of every family, the chosen operating points marked."""
+    if data is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    truth = np.asarray([lab == POSITIVE for lab in data.test.labels])
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    try:
+        for r in results["rows"]:
+            path = out / "rows" / r["name"] / "test_scores.npy"
+            if r.get("status") != "ok" or not path.exists():
+                continue
+            scores = np.load(path)
+            p, rec, _ = precision_recall_curve(truth, scores)
+            line, = ax.plot(rec, p, label=f"{r['name']} (PR-AUC {r['test']['pr_auc']:.3f})")
+            ax.plot(r["test"]["pd"], r["test"]["precision"], "o", color=line.get_color())
+        ax.axhline(truth.mean(), color="grey", linestyle=":", linewidth=1, label="chance (prevalence)")
+        ax.set_xlabel("recall (pd)")
+        ax.set_ylabel("precision")
+        ax.set_title("Test precision-recall; dots: thresholds chosen on validation")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "pr_curves.png", dpi=120)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,64 @@
+"""`transferlab bench farsec` on a small file of the FARSEC format: choices on validation, the test half once."""
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from transferlab.bench import farsec
+from transferlab.cli import app
+from transferlab.errors import DataError
+
+SEC = ["heap buffer overflow in the renderer", "xss via crafted url", "use after free in v8 exploit",
+       "sandbox escape with crafted page", "same origin policy bypass", "memory corruption crash exploitable"]
+OTHER = ["bookmark bar is too wide", "font rendering looks blurry", "tab drag is slow", "spell checker misses words",
+         "download shelf flickers", "settings page typo", "video stutters on resize", "add a zoom shortcut"]
+
+
+def _write(path, n=240, every=8, split_col=None):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        sec = i % every == 0
+        words = SEC if sec else OTHER
+        text = f"{words[rng.integers(len(words))]} report {i} " + " ".join(rng.choice(OTHER, 2))
+        rows.append({"project": "demo", "split": split_col or ("train" if i < n // 2 else "test"), "id": i,
+                     "security": int(sec), "text": text})
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["project", "split", "id", "security", "text"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_bench_farsec_reports_pd_pf_g_and_chooses_on_validation(tmp_path):
+    data = _write(tmp_path / "demo.csv.gz")
+    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf,glove-dan",
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["n"]["train"] + results["n"]["validation"] == 120 and results["n"]["test"] == 120
+    assert results["n"]["train_security"] > 0 and results["published"][0]["g_measure"] == 68.1
+    for row in results["rows"]:
+        assert row["status"] == "ok"
+        t = row["test"]
+        assert t["g_measure"] == pytest.approx(2 * t["pd"] * (1 - t["pf"]) / (t["pd"] + 1 - t["pf"]))
+        # the chosen setting is the validation winner of the searched grid
+        best = max(row["search"], key=lambda e: (e["validation"]["g_measure"], e["validation"]["pr_auc"]))
+        assert row["chosen"] == best["settings"]
+        assert len(row["search"]) == len(farsec._grid(farsec.FAMILIES[row["name"]]["grid"]))
+    assert results["rows"][0]["test"]["g_measure"] > 0.8  # the signal is plain: a broken pipeline would miss it
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "(best)" in md and "68.1" in md and "Target g-measure" in md
+    assert (tmp_path / "out" / "pr_curves.png").stat().st_size > 5000
+
+
+def test_farsec_format_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match="split"):
+        farsec.load(_write(tmp_path / "bad.csv.gz", split_col="older"))
+    with pytest.raises(DataError, match="famil"):
+        farsec.run(_write(tmp_path / "ok.csv.gz"), tmp_path / "o", families=["svm"])
