@@ -253,7 +253,8 @@ def predict(
 @friendly
 def bench(
     suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), farsec (security bug reports: --data FILE, "
-                                "--rows = families), or a folder of recipes (suite.toml + one .toml per row)"),
+                                "--rows = families), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
     rows: Optional[str] = typer.Option(None, "--rows", help="comma-separated row names (default: all)"),
@@ -269,6 +270,10 @@ def bench(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"), seed: int = typer.Option(13),
     keep_models: bool = typer.Option(False, help="also save each row's model under OUT/rows/NAME"),
     list_rows: bool = typer.Option(False, "--list", help="print the suite's rows and recipe folder, then stop"),
+    encoder: str = typer.Option("minilm", help="few-shot: the sentence encoder both methods tune"),
+    sizes: str = typer.Option("8,16,32,64", help="few-shot: labels per class, comma-separated"),
+    seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size"),
+    peer: bool = typer.Option(True, "--peer/--no-peer", help="few-shot: also run the SetFit library"),
     merge: Optional[Path] = typer.Option(None, "--merge", help="add the rows of another results.json (say, a GPU "
                                          "run) to --out's results and rewrite its files; runs nothing"),
 ):
@@ -276,6 +281,10 @@ def bench(
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed)
+        return
+    if suite == "few-shot":
+        _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test,
+                        peer, device)
         return
     from .bench.recipes import load_suite
     from .bench.runner import RunOptions, run_suite
@@ -331,6 +340,28 @@ def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> Non
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
     if any(r.get("status") != "ok" for r in results["rows"]):
         raise typer.Exit(1)
+
+
+def _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test, peer,
+                    device) -> None:
+    from .bench import fewshot
+    from .data.loading import DataSpec, load_parts
+
+    if not data or out_dir is None:
+        raise DataError("bench few-shot needs --data and --out",
+                        hint="e.g. --data ../shared/data/imdb/movie_reviews.csv.bz2 --text-col review "
+                             "--label-col sentiment --split seed --out runs/few-shot")
+    try:
+        ks = [int(k) for k in sizes.split(",") if k.strip()]
+    except ValueError:
+        raise DataError(f"--sizes {sizes!r} must be whole numbers separated by commas") from None
+    spec = DataSpec(path=data, text_col=text_col or "text", label_col=label_col or "label", split=split or "seed")
+    parts, report = load_parts(spec)
+    _report_reading(report)
+    fewshot.run(parts, out_dir, encoder=encoder, sizes=ks, seeds=seeds, max_length=max_length or 128,
+                max_test=max_test, peer=peer, device=device, source=str(data),
+                announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
 
 
 label_app = typer.Typer(no_args_is_help=True, help="Active learning: pick the texts worth labelling next, "
