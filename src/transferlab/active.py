@@ -90,18 +90,20 @@ def select(clf, pool: Examples, n: int, *, strategy: str = "hybrid", exclude: se
     if not keep:
         return []
     cand = pool.subset(keep)
-    X = list(zip(cand.texts, cand.pairs)) if cand.is_pair else cand.texts
-    proba = clf.predict_proba(X, show_progress=show_progress)
+    texts = lambda ex: list(zip(ex.texts, ex.pairs)) if ex.is_pair else ex.texts  # noqa: E731
+    if strategy == "diversity":  # every candidate is clustered: one forward pass gives scores and vectors
+        vec, proba = clf.embed(texts(cand), with_proba=True, show_progress=show_progress)
+    else:
+        proba = clf.predict_proba(texts(cand), show_progress=show_progress)
     unc = uncertainty(proba, clf.labels_, clf.decision_, multilabel=clf.multilabel_)
     if strategy == "uncertainty":
         order = list(np.argsort(-unc, kind="stable")[:n])
     else:
-        if strategy == "hybrid":
-            shortlist = np.argsort(-unc, kind="stable")[: max(4 * n, n)]
+        if strategy == "hybrid":  # only the 4n most uncertain are embedded (a second, small pass)
+            shortlist = np.argsort(-unc, kind="stable")[: 4 * n]
+            vec = clf.embed(texts(cand.subset(shortlist)))
         else:
             shortlist = np.arange(len(cand))
-        sub = cand.subset(shortlist)
-        vec = clf.embed(list(zip(sub.texts, sub.pairs)) if sub.is_pair else sub.texts)
         vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
         local = _kmeans_pick(vec, unc[shortlist], n, seed, nearest=strategy == "diversity")
         order = sorted((int(shortlist[i]) for i in local), key=lambda i: -unc[i])
@@ -160,8 +162,8 @@ def load_store(path: Path) -> dict[str, dict]:
                 continue
             try:
                 obj = json.loads(line)
-                entries[obj["id"]] = obj
                 _ = obj["text"], obj["label"]
+                entries[obj["id"]] = obj
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise DataError(f"line {n} of the label store is not a valid entry ({exc})", where=str(path),
                                 hint="each line must be a JSON object with id, text and label") from None
@@ -181,7 +183,8 @@ def add_answers(batch: Path, store: Path, *, label_col: str = "label", label_sep
     reviewer = reviewer or os.environ.get("TRANSFERLAB_REVIEWER") or _login()
     report, lines = AddReport(), []
     for n, row in enumerate(rows, start=2 if batch.suffix.lower() == ".csv" else 1):
-        raw = (row.get(label_col) or "").strip() if isinstance(row.get(label_col), str) else row.get(label_col)
+        raw = row.get(label_col)
+        raw = raw.strip() if isinstance(raw, str) else raw
         if raw in (None, "", []):
             report.unanswered.append(f"{batch}:line {n}")
             continue

@@ -109,18 +109,12 @@ class TrainConfig:
             # from epoch to epoch; on IMDB/MiniLM patience 10 stopped at epoch 38 while validation accuracy kept
             # rising to epoch 81 (benchmarks/core-imdb/results.md), so frozen heads get a long patience.
             self.patience = max(self.patience, 30)
-        from .training.imbalance import LOSSES, SAMPLERS, parse_class_weight
+        from .training.imbalance import check_options, parse_class_weight
 
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss {self.loss!r} is unknown", hint=f"choose one of {', '.join(LOSSES)}")
         self.sampler = None if self.sampler in (None, "", "none") else self.sampler
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler {self.sampler!r} is unknown", hint="balanced, sqrt or none")
+        check_options(loss=self.loss, focal_gamma=self.focal_gamma, label_smoothing=self.label_smoothing,
+                      sampler=self.sampler)
         self.class_weight = parse_class_weight(self.class_weight)
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.focal_gamma < 0:
-            raise ConfigError(f"focal gamma must be >= 0, got {self.focal_gamma}")
         from .evaluation.decision import CALIBRATIONS, parse_threshold
 
         self.calibration = None if self.calibration in (None, "", "none") else self.calibration

@@ -104,12 +104,18 @@ def _positive_scores(proba: np.ndarray, labels: list[str]) -> np.ndarray:
     return proba[:, labels.index(POSITIVE)]
 
 
-def _fit_tfidf(settings: dict, data: FarsecData, seed: int):
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def _tfidf_features(data: FarsecData):
+    """The vectoriser depends on the training text only: fitted once per run, shared by the whole grid."""
+    from .peers import tfidf_vectorizer
+
+    vec = tfidf_vectorizer(max_features=200_000)
+    return vec, vec.fit_transform(data.train.texts)
+
+
+def _fit_tfidf(settings: dict, data: FarsecData, seed: int, features):
     from sklearn.linear_model import LogisticRegression
 
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode", max_features=200_000)
-    X = vec.fit_transform(data.train.texts)
+    vec, X = features
     y = np.asarray([lab == POSITIVE for lab in data.train.labels])
     clf = LogisticRegression(C=settings["C"], class_weight=settings["class_weight"], max_iter=2000,
                              random_state=seed).fit(X, y)
@@ -135,11 +141,12 @@ def run_family(name: str, data: FarsecData, *, seed: int, device: str, out: Path
     val_truth = np.asarray([lab == POSITIVE for lab in data.validation.labels])
     test_truth = np.asarray([lab == POSITIVE for lab in data.test.labels])
     search, best = [], None
+    features = _tfidf_features(data) if family["kind"] == "tfidf" else None
     for settings in _grid(family["grid"]):
         started = time.perf_counter()
         run_dir = out / "rows" / name / "_".join(f"{k}-{v}" for k, v in settings.items())
         if family["kind"] == "tfidf":
-            score_fn, model = _fit_tfidf(settings, data, seed), None
+            score_fn, model = _fit_tfidf(settings, data, seed, features), None
         else:
             score_fn, model = _fit_ours(family, settings, data, seed, device, run_dir)
         seconds = time.perf_counter() - started

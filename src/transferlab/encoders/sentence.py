@@ -21,6 +21,14 @@ from .zoo import Resolved, cache_dir
 LONG_DOCUMENT_MODES = ("head", "head+tail", "chunks")
 
 
+def quiet_length_warning(tokenizer):
+    """Long-document modes tokenise a whole text on purpose and cut it themselves: mark transformers' one-time
+    "sequence length is longer than the maximum" warning as given, since it does not apply."""
+    if hasattr(tokenizer, "deprecation_warnings"):
+        tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+    return tokenizer
+
+
 def load_sentence_transformer(resolved: Resolved, device: str, trust_remote_code: bool = False):
     from sentence_transformers import SentenceTransformer
 
@@ -106,11 +114,7 @@ class SentenceEncoder:
         """Split one text into the strings to embed, per the long-document mode."""
         if self.long_document == "head":
             return [text[: self.max_length * 20]]
-        tok = self.model.tokenizer
-        # The whole text is tokenised on purpose (to cut it into windows); silence the "longer than the maximum
-        # sequence length" warning that transformers would print once, alarming but not applicable here.
-        if hasattr(tok, "deprecation_warnings"):
-            tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+        tok = quiet_length_warning(self.model.tokenizer)
         body = self.max_length - 2
         cut = text[: body * self.max_chunks * 12] if self.long_document == "chunks" else text
         if self.long_document == "head+tail" and len(text) > body * 24:

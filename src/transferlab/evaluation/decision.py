@@ -124,8 +124,7 @@ def choose_threshold(truth, score, rule: Rule, *, name: str = "positive") -> dic
             return _describe(truth, score, math.nextafter(float(thr[0]), math.inf), rule, met=True,
                              note=f"every threshold that flags anything exceeds false-positive rate {rule.value:g} "
                                   f"for {name!r} on validation data; it will never be predicted")
-    out = _describe(truth, score, float(thr[i]), rule, met=met, note=note)
-    return out
+    return _describe(truth, score, float(thr[i]), rule, met=met, note=note)
 
 
 def _describe(truth, score, threshold: float, rule: Rule, *, met: bool, note: str | None = None) -> dict:
@@ -215,7 +214,9 @@ def calibrate(logits: np.ndarray, calibration: dict | None, labels: list[str], *
     kind = (calibration or {}).get("method")
     if kind == "temperature":
         z = z / calibration["temperature"]
-    proba = 1 / (1 + np.exp(-z)) if multilabel else _softmax(z)
+    from scipy.special import expit, softmax
+
+    proba = expit(z) if multilabel else softmax(z, axis=1)
     if kind == "isotonic":
         out = proba.copy()
         for j, lab in enumerate(labels):
@@ -227,12 +228,6 @@ def calibrate(logits: np.ndarray, calibration: dict | None, labels: list[str], *
             out = np.where(sums > 0, out / np.where(sums > 0, sums, 1), proba)
         proba = out
     return proba.astype(np.float32)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------------------- reliability

@@ -18,6 +18,7 @@ from torch import nn
 from ..config import FROZEN_FEATURES, ModelConfig
 from ..data.records import Examples
 from ..encoders import wordvec
+from ..encoders.sentence import quiet_length_warning
 from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved
 from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
 from .networks import FeatureNet, TransformerNet, WordVectorNet
@@ -293,9 +294,7 @@ class TransformerBackend(Backend):
             return tok(text[: n * 20], truncation=True, max_length=n)["input_ids"]
         body = n - tok.num_special_tokens_to_add(pair=False)
         cut = text if len(text) <= body * 24 else text[: body * 12] + " " + text[-body * 12:]
-        if hasattr(tok, "deprecation_warnings"):  # tokenised whole on purpose, cut below: no length warning
-            tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
-        ids = tok(cut, add_special_tokens=False)["input_ids"]
+        ids = quiet_length_warning(tok)(cut, add_special_tokens=False)["input_ids"]
         if len(ids) > body:
             head = body // 4
             ids = ids[:head] + ids[len(ids) - (body - head):]

@@ -172,31 +172,23 @@ class TextClassifier:
     def predict(self, X) -> list:
         return self.decode(self.predict_proba(X))
 
-    def embed(self, X, *, show_progress: bool = False) -> np.ndarray:
+    def embed(self, X, *, with_proba: bool = False, show_progress: bool = False):
         """The model's own representation of each text: the input of its last linear layer (what the classifier
-        sees), for any family.  Used by active learning to spread a batch over the pool."""
+        sees), for any family.  Used by active learning to spread a batch over the pool.  ``with_proba`` also
+        returns the (calibrated) probabilities from the same forward pass."""
         self._check_fitted()
         from torch import nn
 
         last = [m for m in self.module_.modules() if isinstance(m, nn.Linear)][-1]
-        captured: list[torch.Tensor] = []
-        hook = last.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float().cpu()))
-        try:
-            ex = as_examples(X)
-            items = self.backend_.prepare(ex)
-            from ..training.trainer import batches
-
-            out = np.zeros((len(ex), last.in_features), dtype=np.float32)
-            with torch.no_grad():
-                self.module_.eval()
-                for idx, batch in batches(self.backend_, items, None, self.train_config.eval_batch_size or 64,
-                                          shuffle=False):
-                    captured.clear()
-                    self.module_(**{k: v.to(self.device_) for k, v in batch.items()})
-                    out[idx] = captured[-1].numpy()
-            return out
-        finally:
-            hook.remove()
+        ex = as_examples(X)
+        if len(ex) == 0:
+            vec, proba = np.zeros((0, last.in_features), np.float32), np.zeros((0, len(self.labels_)), np.float32)
+        else:
+            logits, vec = predict_logits(self.module_, self.backend_, self.backend_.prepare(ex),
+                                         self.train_config.eval_batch_size or 64, self.device_,
+                                         show_progress=show_progress, features_of=last)
+            proba = self._proba(logits)
+        return (vec, proba) if with_proba else vec
 
     def decode(self, proba: np.ndarray) -> list:
         """Labels from (calibrated) probabilities, with the decision thresholds chosen at fit time."""
@@ -264,14 +256,17 @@ class TextClassifier:
             raise ConfigError("calibration and threshold rules are fitted on validation data, and there is none",
                               hint="give a validation part (a split with validation, or --validation-fraction), "
                                    "or a fixed --threshold")
-        out: dict = {}
+        k = len(self.labels_)
         if val_items:
             logits = predict_logits(self.module_, self.backend_, val_items, tcfg.eval_batch_size, self.device_)
+        else:  # only a fixed threshold gets here: it is described on no data
+            logits, val_y = np.zeros((0, k), np.float32), np.zeros((0, k) if self.multilabel_ else 0, np.int64)
+        keep = np.ones(len(val_y), bool) if self.multilabel_ else val_y >= 0  # -100: a label training lacked
+        out: dict = {}
         if tcfg.calibration == "temperature":
             out["calibration"] = {"method": "temperature", "fitted_on": "validation",
                                   "temperature": dec.fit_temperature(logits, val_y, multilabel=self.multilabel_)}
         elif tcfg.calibration == "isotonic":
-            keep = np.ones(len(val_y), bool) if self.multilabel_ else val_y >= 0
             raw = dec.calibrate(logits[keep], None, self.labels_, multilabel=self.multilabel_)
             out["calibration"] = {"method": "isotonic", "fitted_on": "validation",
                                   "maps": dec.fit_isotonic(raw, val_y[keep], self.labels_,
@@ -279,25 +274,21 @@ class TextClassifier:
         if rule is None:
             return out
         self.decision_ = out
-        proba = self._proba(logits) if val_items else None
+        proba = self._proba(logits[keep])
         if self.multilabel_:
             out["threshold"] = {"rule": str(rule), "per_label": {
-                lab: dec.choose_threshold(val_y[:, j] if proba is not None else [], proba[:, j] if proba is not None
-                                          else [], rule, name=lab) for j, lab in enumerate(self.labels_)}}
+                lab: dec.choose_threshold(val_y[:, j], proba[:, j], rule, name=lab)
+                for j, lab in enumerate(self.labels_)}}
             return out
         positive = tcfg.positive
         if positive is None:
-            if len(self.labels_) != 2:
-                raise ConfigError(f"a decision threshold for {len(self.labels_)} classes needs the class it applies to",
+            if k != 2:
+                raise ConfigError(f"a decision threshold for {k} classes needs the class it applies to",
                                   hint="name it with --positive LABEL")
             positive = dec.default_positive(self.labels_, train_y)
         j = self.labels_.index(positive)
-        if proba is None:
-            chosen = dec.choose_threshold([], [], rule, name=positive)
-        else:
-            keep = val_y >= 0
-            chosen = dec.choose_threshold(val_y[keep] == j, proba[keep, j], rule, name=positive)
-        out["threshold"] = {"positive": positive, **chosen}
+        out["threshold"] = {"positive": positive,
+                            **dec.choose_threshold(val_y[keep] == j, proba[:, j], rule, name=positive)}
         return out
 
     def _check_known_labels(self, ex: Examples) -> None:
@@ -336,15 +327,18 @@ class TextClassifier:
         return np.asarray([index.get(lab, -100) for lab in ex.labels], dtype=np.int64)
 
     def _validation_metrics(self, items, targets) -> dict:
+        from ..evaluation.decision import calibrate
         from ..evaluation.metrics import classification_report
-        from ..training.trainer import loss_fn
+        from ..training.imbalance import ImbalanceLoss
 
         logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size,
                                 self.device_)
         t = torch.as_tensor(targets)
         keep = t >= 0 if not self.multilabel_ else torch.ones(len(t), dtype=torch.bool)
-        val_loss = float(loss_fn(torch.from_numpy(logits)[keep], t[keep], self.multilabel_))
-        proba = _probabilities(logits, self.multilabel_)  # early stopping sees raw scores: nothing is fitted yet
+        # the plain (unweighted) loss, so validation curves compare across loss settings
+        val_loss = float(ImbalanceLoss(multilabel=self.multilabel_)(torch.from_numpy(logits)[keep], t[keep]))
+        # early stopping sees raw scores: nothing is fitted yet
+        proba = calibrate(logits, None, self.labels_, multilabel=self.multilabel_)
         if self.multilabel_:
             y_true = [[self.labels_[j] for j in np.flatnonzero(row)] for row in targets]
         else:
@@ -426,11 +420,6 @@ class TextClassifier:
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)
         clf.module_.to(clf.device_).eval()
         return clf
-
-
-def _probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
-    t = torch.from_numpy(logits)
-    return (torch.sigmoid(t) if multilabel else torch.softmax(t, dim=1)).numpy()
 
 
 def _seed_everything(seed: int) -> None:

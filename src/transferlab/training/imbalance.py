@@ -28,6 +28,19 @@ SAMPLERS = (None, "balanced", "sqrt")
 WEIGHT_MODES = ("auto", "inverse", "effective")
 
 
+def check_options(*, loss: str = "ce", focal_gamma: float = 0.0, label_smoothing: float = 0.0,
+                  sampler: str | None = None) -> None:
+    """Reject loss and sampler settings that cannot work (the config checks them before any heavy work)."""
+    if loss not in LOSSES:
+        raise ConfigError(f"loss {loss!r} is unknown", hint=f"choose one of {', '.join(LOSSES)}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+    if focal_gamma < 0:
+        raise ConfigError(f"focal gamma must be >= 0, got {focal_gamma}")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {sampler!r} is unknown", hint="balanced, sqrt or none")
+
+
 def parse_class_weight(value) -> str | dict | None:
     """CLI/recipe form → config form: ``none``/``auto``/``effective`` or ``label=w,label=w``."""
     if value is None or isinstance(value, dict):
@@ -89,12 +102,7 @@ class ImbalanceLoss(nn.Module):
     def __init__(self, *, multilabel: bool, weight: np.ndarray | None = None, kind: str = "ce",
                  gamma: float = 2.0, label_smoothing: float = 0.0):
         super().__init__()
-        if kind not in LOSSES:
-            raise ConfigError(f"loss {kind!r} is unknown", hint=f"choose one of {', '.join(LOSSES)}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
-        if gamma < 0:
-            raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
+        check_options(loss=kind, focal_gamma=gamma, label_smoothing=label_smoothing)
         self.multilabel, self.kind, self.gamma, self.smoothing = multilabel, kind, float(gamma), float(label_smoothing)
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
 
@@ -133,10 +141,9 @@ class ImbalanceLoss(nn.Module):
 
 def sample_weights(targets: np.ndarray, mode: str | None, *, multilabel: bool = False) -> np.ndarray | None:
     """Per-example draw probabilities for a class-aware sampler (None = plain shuffling)."""
+    check_options(sampler=mode)
     if mode is None:
         return None
-    if mode not in ("balanced", "sqrt"):
-        raise ConfigError(f"sampler {mode!r} is unknown", hint="balanced, sqrt or none")
     targets = np.asarray(targets)
     if multilabel:
         # An example counts as its rarest positive label; examples with no label form their own group.

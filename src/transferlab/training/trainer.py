@@ -29,13 +29,6 @@ def mixed_precision(cfg: TrainConfig, device: str) -> str:
     return {"fp32": "no"}.get(cfg.precision, cfg.precision)
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    logits = logits.float()
-    if multilabel:
-        return nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
-    return nn.functional.cross_entropy(logits, targets)
-
-
 def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_size: int, *,
             shuffle: bool, rng: np.random.Generator | None = None, draw: np.ndarray | None = None):
     """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
@@ -65,7 +58,11 @@ class Trainer:
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
                                        gradient_accumulation_steps=cfg.grad_accum)
         self.module = module
-        self.criterion = criterion or (lambda logits, y: loss_fn(logits, y, multilabel))
+        if criterion is None:
+            from .imbalance import ImbalanceLoss
+
+            criterion = ImbalanceLoss(multilabel=multilabel)  # plain cross-entropy (BCE for multi-label)
+        self.criterion = criterion
         self.draw = draw
         self.history: list[dict] = []
         self.should_stop = False
@@ -129,14 +126,31 @@ class Trainer:
 
 @torch.no_grad()
 def predict_logits(module: nn.Module, backend, items: Sequence[dict], batch_size: int, device: str,
-                   show_progress: bool = False) -> np.ndarray:
+                   show_progress: bool = False, features_of: nn.Module | None = None):
+    """Logits in the order of ``items``; with ``features_of`` (a layer of ``module``) also that layer's input for
+    each item, from the same forward pass: ``(logits, features)``."""
     module.eval()
     out: np.ndarray | None = None
-    for idx, batch in tqdm(batches(backend, items, None, batch_size, shuffle=False),
-                           total=-(-len(items) // batch_size), desc="predicting", unit="batch",
-                           leave=False, disable=not show_progress):
-        logits = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    feats: np.ndarray | None = None
+    captured: list[torch.Tensor] = []
+    hook = (features_of.register_forward_hook(lambda mod, inp, res: captured.append(inp[0]))
+            if features_of is not None else None)
+    try:
+        for idx, batch in tqdm(batches(backend, items, None, batch_size, shuffle=False),
+                               total=-(-len(items) // batch_size), desc="predicting", unit="batch",
+                               leave=False, disable=not show_progress):
+            captured.clear()
+            logits = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+            if hook is not None:
+                vec = captured[-1].float().cpu().numpy()
+                if feats is None:
+                    feats = np.zeros((len(items), vec.shape[1]), dtype=np.float32)
+                feats[idx] = vec
+    finally:
+        if hook is not None:
+            hook.remove()
+    out = out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    return (out, feats) if features_of is not None else out
