@@ -55,6 +55,18 @@ def test_bench_farsec_reports_pd_pf_g_and_chooses_on_validation(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "(best)" in md and "68.1" in md and "Target g-measure" in md
     assert (tmp_path / "out" / "pr_curves.png").stat().st_size > 5000
+    # families can run in parts: a later run into the same folder keeps the other families' rows ...
+    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf",
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["name"] for r in again["rows"]] == ["tfidf", "glove-dan"] and again["rows"][1] == results["rows"][1]
+    # ... but not when the data differ
+    other = _write(tmp_path / "other.csv.gz", n=200)
+    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(other), "--rows", "tfidf",
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert [r["name"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["rows"]] == ["tfidf"]
 
 
 def test_farsec_format_errors_name_the_problem(tmp_path):

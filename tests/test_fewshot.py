@@ -29,8 +29,12 @@ def test_summary_and_verdict():
     rows = {r["method"]: r for r in fewshot.summary(results)}
     assert rows["ours (contrastive)"]["mean"] == pytest.approx(0.82)
     assert rows["ours (contrastive)"]["std"] == pytest.approx(0.0283, abs=1e-3)
-    assert fewshot.verdict(results, 16)["status"] == "met"
-    assert fewshot.verdict(results, 8)["status"] == "not judged"
+    assert [v["status"] for v in fewshot.verdict(results, 16)] == ["met"]
+    assert fewshot.verdict(results, 8)[0]["status"] == "not judged"
+    results["runs"] += [{"method": fewshot.ours_name("head+tail"), "per_class": 16, "seed": s, "accuracy": a,
+                         "train_seconds": 1.0} for s, a in enumerate([0.78, 0.80])]
+    by_method = {v["method"]: v["status"] for v in fewshot.verdict(results, 16)}
+    assert by_method == {"ours (contrastive)": "met", "ours (contrastive, head+tail)": "not met"}
 
 
 @pytest.mark.slow
@@ -43,7 +47,15 @@ def test_few_shot_curve_end_to_end(tmp_path):
     assert {("ours (contrastive)", 0), ("ours (contrastive)", 1), ("SetFit library", 0), ("SetFit library", 1),
             ("ours (frozen, all labels)", 0)} == methods
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in res["runs"])
-    assert res["target"]["status"] in ("met", "not met")
+    assert res["target"][0]["status"] in ("met", "not met")
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["target"] == res["target"] and "± " in (tmp_path / "results.md").read_text()
     assert (tmp_path / "learning_curve.png").stat().st_size > 5000
+    # a second run into the folder adds a variant and a size, and keeps (does not redo) the earlier runs
+    more = fewshot.run(parts, tmp_path, sizes=[2, 3], seeds=1, max_length=24, target_size=3, peer=False,
+                       truncations=("head+tail",))
+    assert [r for r in more["runs"] if r["method"] != "ours (contrastive, head+tail)"] == res["runs"]
+    assert {(r["per_class"], r["seed"]) for r in more["runs"] if r["method"].endswith("head+tail)")} == {(2, 0), (3, 0)}
+    assert more["sizes"] == [2, 3] and len(more["target"]) == 2
+    with pytest.raises(DataError, match="truncation"):
+        fewshot.run(parts, tmp_path, sizes=[3], seeds=1, truncations=("tail",))

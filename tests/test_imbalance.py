@@ -331,6 +331,61 @@ def test_pairs_are_balanced_complete_and_capped():
         build_pairs(["a", "b", "c"], max_pairs=None, seed=0)
 
 
+class _Features:
+    """The two backend methods the batching needs, over plain feature vectors."""
+
+    @staticmethod
+    def collate(items):
+        return {"features": torch.from_numpy(np.stack([it["features"] for it in items]))}
+
+    @staticmethod
+    def length(item):
+        return 1
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_lbfgs_head_reproduces_scikit_learn(kind):
+    from sklearn.linear_model import LogisticRegression
+
+    from transferlab.models.networks import FeatureNet
+    from transferlab.training.logistic import fit_logistic_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    items = [{"features": x} for x in X]
+    if kind == "multilabel":
+        Y = (X[:, :3] > 0).astype(np.float32)
+        Y[:, 2] = 1.0  # a label always on: a constant logit, not an error
+        net = FeatureNet(8, 3)
+        info = fit_logistic_head(net, _Features(), items, Y, C=2.0, weight=np.array([3.0, 1.0, 1.0]),
+                                 multilabel=True)
+        logits = net(torch.from_numpy(X)).detach().numpy()
+        ref = LogisticRegression(C=2.0, class_weight={0: 1.0, 1: 3.0}).fit(X, Y[:, 0].astype(int))
+        np.testing.assert_allclose(1 / (1 + np.exp(-logits[:, 0])), ref.predict_proba(X)[:, 1], atol=1e-4)
+        assert (logits[:, 2] > 10).all()
+    else:
+        k = 2 if kind == "binary" else 3
+        y = np.argmax(X[:, :k], axis=1)
+        net = FeatureNet(8, k)
+        info = fit_logistic_head(net, _Features(), items, y, C=0.5, weight=np.linspace(1.0, 2.0, k))
+        proba = torch.softmax(net(torch.from_numpy(X)), dim=1).detach().numpy()
+        ref = LogisticRegression(C=0.5, class_weight=dict(enumerate(np.linspace(1.0, 2.0, k)))).fit(X, y)
+        np.testing.assert_allclose(proba, ref.predict_proba(X), atol=1e-4)
+    assert info["converged"] and info["solver"] == "lbfgs" and info["iterations"] > 0
+
+
+def test_lbfgs_head_options_are_checked():
+    with pytest.raises(ConfigError, match="logistic-regression head over frozen features"):
+        TextClassifier("glove-50d", "cnn", head_solver="lbfgs").fit(Examples(["a b", "c d"], ["x", "y"]))
+    with pytest.raises(ConfigError, match="unknown"):
+        TextClassifier("minilm", strategy="frozen", head_solver="sgd").fit(Examples(["a b", "c d"], ["x", "y"]))
+    with pytest.raises(ConfigError, match="positive"):
+        TextClassifier("minilm", strategy="frozen", head_solver="lbfgs", head_c=0).fit(Examples(["a", "b"], ["x", "y"]))
+    with pytest.raises(ConfigError, match="class weights only"):
+        TextClassifier("minilm", strategy="contrastive", loss="focal").fit(Examples(["a", "b"], ["x", "y"]))
+
+
 @pytest.mark.slow
 def test_contrastive_few_shot_tunes_saves_and_reloads(tmp_path):
     from conftest import sentiment_data
@@ -340,6 +395,8 @@ def test_contrastive_few_shot_tunes_saves_and_reloads(tmp_path):
     clf = TextClassifier("minilm", strategy="contrastive", max_length=32, epochs=30, seed=0, patience=None,
                          contrastive_pairs=64, contrastive_batch_size=16, contrastive_epochs=3, contrastive_lr=5e-5)
     clf.fit(train, validation=val, out_dir=tmp_path / "fs")
+    assert clf.model_config.head_solver == "lbfgs" and clf.fit_info_["best"]["converged"]
+    assert clf.history_[0]["solver"] == "lbfgs" and "val_accuracy" in clf.history_[0]
     info = clf.backend_.info["contrastive"]
     assert info["pairs"] == 64 and info["positive_pairs"] == 32
     losses = info["epoch_losses"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -10,32 +9,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import DataError, TransferLabError
+from .cli_common import err, friendly, out
+from .errors import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="TransferLab: transfer learning for text classification (word vectors, frozen sentence "
-                       "encoders, fine-tuned transformers).")
-out = Console()
-err = Console(stderr=True)
-
-
-def friendly(fn):
-    """A user-fixable problem prints one clear message and exits non-zero; a bug keeps its traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TransferLabError as exc:
-            # escape(): brackets in a path or label are text, not markup (else mangled, or a MarkupError).
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
+                       "encoders, fine-tuned transformers), and `vuln`, the dependency early-warning application.")
 
 
 DATA = typer.Option(..., "--data", help="CSV/TSV (.gz/.bz2), JSONL, a saved Hugging Face dataset folder, or a hub name")
@@ -103,6 +85,10 @@ def train(
     trust_remote_code: bool = typer.Option(False, help="allow model code from the hub (off: never runs foreign code)"),
     contrastive_pairs: Optional[int] = typer.Option(None, help="contrastive strategy: most text pairs to tune on (default 40 per labelled text)"),
     contrastive_epochs: int = typer.Option(1, help="contrastive strategy: epochs over the pairs"),
+    head_solver: Optional[str] = typer.Option(None, help="frozen logreg head: adamw (training loop, standardised "
+                                              "features) | lbfgs (scikit-learn L2 logistic regression on the raw "
+                                              "embeddings, SetFit's head); default lbfgs for contrastive"),
+    head_c: float = typer.Option(1.0, help="lbfgs head: inverse L2 strength C"),
     loss: str = typer.Option("ce", help="ce | focal (skewed classes)"),
     focal_gamma: float = typer.Option(2.0, help="focal-loss focusing parameter"),
     class_weight: Optional[str] = typer.Option(None, help="none | auto (inverse frequency) | effective (effective "
@@ -142,7 +128,8 @@ def train(
                          pooling=pooling, epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
                          patience=patience or None, metric=metric, seed=seed, device=device, precision=precision,
                          trust_remote_code=trust_remote_code, contrastive_pairs=contrastive_pairs,
-                         contrastive_epochs=contrastive_epochs, loss=loss, focal_gamma=focal_gamma,
+                         contrastive_epochs=contrastive_epochs, head_solver=head_solver, head_c=head_c,
+                         loss=loss, focal_gamma=focal_gamma,
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
                          calibration=calibration, threshold=threshold, positive=positive)
     validation = parts["validation"] if len(parts["validation"]) else None
@@ -274,6 +261,9 @@ def bench(
     sizes: str = typer.Option("8,16,32,64", help="few-shot: labels per class, comma-separated"),
     seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size"),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="few-shot: also run the SetFit library"),
+    truncation: str = typer.Option("head", help="few-shot: how ours cuts long texts, comma-separated to compare "
+                                   "(head, head+tail); SetFit always keeps the head"),
+    full: bool = typer.Option(True, "--full/--no-full", help="few-shot: also train on every label (the ceiling)"),
     merge: Optional[Path] = typer.Option(None, "--merge", help="add the rows of another results.json (say, a GPU "
                                          "run) to --out's results and rewrite its files; runs nothing"),
 ):
@@ -284,7 +274,7 @@ def bench(
         return
     if suite == "few-shot":
         _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test,
-                        peer, device)
+                        peer, device, truncation, full)
         return
     from .bench.recipes import load_suite
     from .bench.runner import RunOptions, run_suite
@@ -343,7 +333,7 @@ def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> Non
 
 
 def _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test, peer,
-                    device) -> None:
+                    device, truncation="head", full=True) -> None:
     from .bench import fewshot
     from .data.loading import DataSpec, load_parts
 
@@ -359,7 +349,8 @@ def _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, s
     parts, report = load_parts(spec)
     _report_reading(report)
     fewshot.run(parts, out_dir, encoder=encoder, sizes=ks, seeds=seeds, max_length=max_length or 128,
-                max_test=max_test, peer=peer, device=device, source=str(data),
+                max_test=max_test, peer=peer, device=device, source=str(data), full=full,
+                truncations=[t.strip() for t in truncation.split(",") if t.strip()],
                 announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
 

@@ -36,6 +36,11 @@ class ModelConfig:
     contrastive_lr: float = 2e-5
     contrastive_batch_size: int = 16
     contrastive_pairs: int | None = None  # cap on pairs; default 40 per labelled text
+    # how a frozen-features logreg head is fitted: "adamw" (the training loop: epochs, curves, early stopping on
+    # the standardised features) or "lbfgs" (scikit-learn's L2 logistic regression fitted to convergence on the
+    # raw embeddings, SetFit's head); default lbfgs for the contrastive strategy, adamw otherwise
+    head_solver: str | None = None
+    head_c: float = 1.0  # inverse L2 strength of the lbfgs head (scikit-learn's C)
     trust_remote_code: bool = False
 
     @property
@@ -58,6 +63,14 @@ class ModelConfig:
             raise ConfigError(f"head {self.head!r} does not fit a {fam} model",
                               hint=f"choose one of {', '.join(HEADS[fam])}")
         self.max_length = self.max_length or length
+        self.head_solver = self.head_solver or ("lbfgs" if self.strategy == "contrastive" else "adamw")
+        if self.head_solver not in ("adamw", "lbfgs"):
+            raise ConfigError(f"head solver {self.head_solver!r} is unknown", hint="adamw or lbfgs")
+        if self.head_solver == "lbfgs" and (fam != FROZEN_FEATURES or self.head != "logreg"):
+            raise ConfigError(f"the lbfgs head solver fits a logistic-regression head over frozen features, not a "
+                              f"{self.head} head of a {fam} model", hint="use --head-solver adamw")
+        if not self.head_c > 0:
+            raise ConfigError(f"head C must be positive, got {self.head_c}", hint="e.g. --head-c 1.0")
         if self.truncation not in TRUNCATIONS or (self.truncation == "chunks" and fam != FROZEN_FEATURES):
             raise ConfigError(f"truncation {self.truncation!r} is not available for {fam} models",
                               hint="head and head+tail work everywhere; chunks only for frozen encoders")
@@ -115,6 +128,9 @@ class TrainConfig:
         check_options(loss=self.loss, focal_gamma=self.focal_gamma, label_smoothing=self.label_smoothing,
                       sampler=self.sampler)
         self.class_weight = parse_class_weight(self.class_weight)
+        if model.head_solver == "lbfgs" and (self.loss != "ce" or self.label_smoothing or self.sampler):
+            raise ConfigError("the lbfgs head solver takes class weights only, not focal loss, label smoothing or "
+                              "a sampler", hint="drop those options or use --head-solver adamw")
         from .evaluation.decision import CALIBRATIONS, parse_threshold
 
         self.calibration = None if self.calibration in (None, "", "none") else self.calibration

@@ -3,8 +3,12 @@
 For each size k (labels per class) and seed, k examples per class are drawn from the training part (seeded, the
 same draw for both methods); each method trains on them alone (no validation data: a few-shot user has none) and
 is scored on the same test rows.  Both tune on the same pairs budget: every balanced pair of the labelled texts
-(SetFit's default ``oversampling``; ours capped at the same count).  The "full" point trains our frozen-encoder
-head on the whole training part, the ceiling the curve climbs towards.
+(SetFit's default ``oversampling``; ours capped at the same count), and both fit an L2 logistic regression
+(C = 1) on the tuned embeddings.  Ours can also run with ``head+tail`` truncation (the start and the end of a long
+text in the same token budget), an option of TransferLab the library lacks; each variant of ours gets its own
+verdict.  The "full" point trains our frozen-encoder head on the whole training part, the ceiling the curve climbs
+towards.  Runs already in the output folder (same data, encoder, length and test rows) are kept, so a curve can be
+measured in parts.
 """
 
 from __future__ import annotations
@@ -33,12 +37,22 @@ def draw(train: Examples, k: int, seed: int) -> Examples:
     return train.subset(sorted(picks))
 
 
-def _ours(small: Examples, test: Examples, encoder: str, max_length: int, seed: int, device: str) -> dict:
+OURS = "ours (contrastive)"
+PEER = "SetFit library"
+
+
+def ours_name(truncation: str) -> str:
+    return OURS if truncation == "head" else f"{OURS[:-1]}, {truncation})"
+
+
+def _ours(small: Examples, test: Examples, encoder: str, max_length: int, seed: int, device: str,
+          truncation: str = "head") -> dict:
     from ..models.classifier import TextClassifier
 
     n = len(small)
     clf = TextClassifier(encoder, strategy="contrastive", max_length=max_length, seed=seed, device=device,
-                         patience=None, validation_fraction=0.0, contrastive_pairs=n * (n - 1))
+                         truncation=truncation, patience=None, validation_fraction=0.0,
+                         contrastive_pairs=n * (n - 1))
     started = time.perf_counter()
     clf.fit(small, save_model=False)
     seconds = time.perf_counter() - started
@@ -67,8 +81,10 @@ def _full(train: Examples, test: Examples, encoder: str, max_length: int, seed: 
 
 def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes=(8, 16, 32, 64), seeds: int = 3,
         max_length: int = 128, max_test: int | None = None, peer: bool = True, full: bool = True,
-        device: str = "auto", target_size: int = 16, source: str = "",
+        truncations=("head",), device: str = "auto", target_size: int = 16, source: str = "",
         announce: Callable[[str], None] = print) -> dict:
+    """Run the curve; runs already in ``out/results.json`` from the same data, encoder, length and test rows are
+    kept (and not run again), so a curve can be measured in parts."""
     from ..data.splits import subsample
     from ..models.classifier import environment
 
@@ -77,32 +93,53 @@ def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes
     train, test = parts["train"], parts["test"]
     if train.multilabel or train.is_pair:
         raise DataError("the few-shot benchmark takes single-label, single-text data", where=train.source)
+    bad = [t for t in truncations if t not in ("head", "head+tail")]
+    if bad or not truncations:
+        raise DataError(f"unknown truncation(s) {bad}", hint="head, head+tail or both (comma-separated)")
     if max_test and len(test) > max_test:
         test = subsample(test, max_test, seed=13)
     env = environment()
     results = {"benchmark": "few-shot", "data": source, "encoder": encoder, "max_length": max_length,
-               "n_train_pool": len(train), "n_test": len(test), "sizes": list(sizes), "seeds": seeds,
+               "n_train_pool": len(train), "n_test": len(test), "seeds": seeds,
                "hardware": env["hardware"], "versions": env["versions"], "runs": []}
-    methods = ["ours (contrastive)"] + (["SetFit library"] if peer else [])
+    earlier = _earlier_runs(out, results)
+    if earlier:
+        announce(f"keeping {len(earlier)} earlier run(s) from {out / 'results.json'} (same data, encoder and test rows)")
+    done = {(r["method"], r["per_class"], r["seed"]) for r in earlier}
+    results["runs"] = earlier
+    results["sizes"] = sorted({r["per_class"] for r in earlier if r["per_class"] != "all"} | set(sizes))
+    methods = [ours_name(t) for t in truncations] + ([PEER] if peer else [])
     for k in sizes:
         for s in range(seeds):
             small = draw(train, k, seed=1000 + s)
             for method in methods:
-                if method.startswith("ours"):
-                    r = _ours(small, test, encoder, max_length, s, device)
-                else:
+                if (method, k, s) in done:
+                    continue
+                if method == PEER:
                     r = _setfit(small, test, encoder, max_length, s, device, out / "setfit")
+                else:
+                    r = _ours(small, test, encoder, max_length, s, device, truncations[methods.index(method)])
                 results["runs"].append({"method": method, "per_class": k, "seed": s, **r})
                 announce(f"  {k:>3} per class, seed {s}, {method}: accuracy {100 * r['accuracy']:.2f} "
                          f"({r['train_seconds']:.0f}s)")
                 write(results, out)
-    if full:
+    if full and not any(r["per_class"] == "all" for r in results["runs"]):
         r = _full(train, test, encoder, max_length, 0, device)
         results["runs"].append({"method": "ours (frozen, all labels)", "per_class": "all", "seed": 0, **r})
         announce(f"  all {len(train)} labels, frozen encoder + head: accuracy {100 * r['accuracy']:.2f}")
     results["target"] = verdict(results, target_size)
     write(results, out)
     return results
+
+
+def _earlier_runs(out: Path, results: dict) -> list[dict]:
+    path = out / "results.json"
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return []
+    same = all(earlier.get(k) == results[k] for k in ("data", "encoder", "max_length", "n_train_pool", "n_test"))
+    return list(earlier.get("runs", [])) if same else []
 
 
 def summary(results: dict) -> list[dict]:
@@ -118,13 +155,16 @@ def summary(results: dict) -> list[dict]:
     return rows
 
 
-def verdict(results: dict, k: int) -> dict:
+def verdict(results: dict, k: int) -> list[dict]:
+    """One verdict per variant of ours at size ``k``: its mean against the SetFit library's, on the same draws."""
     rows = {(r["method"], r["per_class"]): r for r in summary(results)}
-    ours, peer = rows.get(("ours (contrastive)", k)), rows.get(("SetFit library", k))
-    if ours is None or peer is None:
-        return {"per_class": k, "status": "not judged", "why": "both methods must run at this size"}
-    met = ours["mean"] >= peer["mean"]
-    return {"per_class": k, "status": "met" if met else "not met", "ours": ours["mean"], "setfit": peer["mean"]}
+    peer = rows.get((PEER, k))
+    variants = sorted(m for m, size in rows if size == k and m.startswith(OURS[:-1]))
+    if peer is None or not variants:
+        return [{"per_class": k, "method": OURS, "status": "not judged",
+                 "why": "ours and the SetFit library must both run at this size"}]
+    return [{"per_class": k, "method": m, "status": "met" if rows[(m, k)]["mean"] >= peer["mean"] else "not met",
+             "ours": rows[(m, k)]["mean"], "setfit": peer["mean"]} for m in variants]
 
 
 def write(results: dict, out: Path) -> None:
@@ -140,10 +180,10 @@ def write(results: dict, out: Path) -> None:
     for r in rows:
         lines.append(f"| {r['per_class']} | {r['method']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
                      f"{r['n_seeds']} | {r['train_seconds']:.0f} |")
-    t = results.get("target")
-    if t:
-        detail = (f"ours {100 * t['ours']:.2f} vs SetFit {100 * t['setfit']:.2f}" if "ours" in t else t["why"])
-        lines += ["", f"Target, {t['per_class']} labels per class, ours ≥ SetFit: **{t['status']}** ({detail})."]
+    for t in results.get("target") or []:
+        detail = (f"{100 * t['ours']:.2f} vs SetFit {100 * t['setfit']:.2f}" if "ours" in t else t["why"])
+        lines += ["", f"Target, {t['per_class']} labels per class, {t['method']} ≥ SetFit: **{t['status']}** "
+                      f"({detail})."]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(rows, out / "learning_curve.png")
 

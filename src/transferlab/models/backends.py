@@ -169,8 +169,9 @@ class FrozenFeatureBackend(Backend):
                 batch_size=cfg.contrastive_batch_size, seed=seed,
                 max_pairs=cfg.contrastive_pairs or 40 * len(train))
         module = self._module(n_labels)
-        feats = [it["features"] for it in self.prepare(train)]
-        module.set_standardisation(torch.from_numpy(np.stack(feats)))
+        if self.cfg.head_solver != "lbfgs":  # the lbfgs head (SetFit's) sees the raw, unit-length embeddings
+            feats = [it["features"] for it in self.prepare(train)]
+            module.set_standardisation(torch.from_numpy(np.stack(feats)))
         return module
 
     def _module(self, n_labels):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -131,20 +132,23 @@ class TextClassifier:
         criterion = ImbalanceLoss(multilabel=self.multilabel_, weight=weight, kind=tcfg.loss, gamma=tcfg.focal_gamma,
                                   label_smoothing=tcfg.label_smoothing)
         draw = sample_weights(train_y, tcfg.sampler, multilabel=self.multilabel_)
-        callbacks = [EarlyStopping(tcfg.metric, tcfg.patience)]
-        if out_dir is not None:
-            out = Path(out_dir)
-            callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
-        trainer = Trainer(self.module_, self.backend_, tcfg, multilabel=self.multilabel_,
-                          evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_,
-                          criterion=criterion, draw=draw)
-        self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
-        self.module_ = trainer.module
+        if mcfg.head_solver == "lbfgs":
+            best = self._fit_lbfgs_head(mcfg, tcfg, train_items, train_y, weight, val_items, val_y, out_dir)
+        else:
+            callbacks = [EarlyStopping(tcfg.metric, tcfg.patience)]
+            if out_dir is not None:
+                out = Path(out_dir)
+                callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
+            trainer = Trainer(self.module_, self.backend_, tcfg, multilabel=self.multilabel_,
+                              evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_,
+                              criterion=criterion, draw=draw)
+            self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
+            self.module_, best = trainer.module, trainer.best
         self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
         from ..data.splits import fingerprint
 
         self.fit_info_ = {
-            "train_seconds": round(time.perf_counter() - started, 2), "best": trainer.best,
+            "train_seconds": round(time.perf_counter() - started, 2), "best": best,
             "n_train": len(train), "n_validation": len(val) if val is not None else 0,
             "train_fingerprint": fingerprint(train), "encoder_info": self.backend_.info,
             # A frozen encoder lives outside the module but still costs its parameters at inference.
@@ -230,8 +234,6 @@ class TextClassifier:
         return summary
 
     def _check_validation_classes(self, val_y: np.ndarray) -> list[str]:
-        import warnings
-
         present = (val_y.sum(axis=0) > 0) if self.multilabel_ else np.bincount(val_y[val_y >= 0],
                                                                               minlength=len(self.labels_)) > 0
         missing = [lab for lab, ok in zip(self.labels_, present) if not ok]
@@ -241,6 +243,27 @@ class TextClassifier:
                 "cannot judge them; use a stratified or larger validation part")
         warnings.warn(note, stacklevel=3)
         return [note]
+
+    def _fit_lbfgs_head(self, mcfg, tcfg, train_items, train_y, weight, val_items, val_y, out_dir) -> dict:
+        """The head as scikit-learn's L2 logistic regression, solved to convergence (training/logistic.py); the
+        one-record history keeps metrics.jsonl and the report's shape."""
+        from ..training.logistic import fit_logistic_head
+
+        started = time.perf_counter()
+        fit = fit_logistic_head(self.module_, self.backend_, train_items, train_y, C=mcfg.head_c, weight=weight,
+                                multilabel=self.multilabel_, device=self.device_,
+                                batch_size=tcfg.eval_batch_size)
+        if not fit["converged"]:
+            warnings.warn(f"the logistic-regression head did not converge: {fit['warning']}", stacklevel=3)
+        record = {"epoch": 1, "step": fit["iterations"], "solver": "lbfgs", "C": mcfg.head_c}
+        if val_items:
+            record.update({f"val_{k}": v for k, v in self._validation_metrics(val_items, val_y).items()})
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        self.history_ = [record]
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / "metrics.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+        return {**fit, **{k: v for k, v in record.items() if k.startswith("val_")}}
 
     def _fit_decision(self, tcfg: TrainConfig, train_y: np.ndarray, val_items, val_y) -> dict:
         """Calibrate on validation data, then choose thresholds on the calibrated scores (both stored)."""
