@@ -36,3 +36,17 @@ def sentiment_data(n: int = 40):
         texts.append(f"{src[(i // 2) % len(src)]} number {i}")
         labels.append(lab)
     return texts, labels
+
+
+def drain(connector, checkpoint=None):
+    """Everything a vuln connector yields from ``checkpoint`` on, summed over its batches."""
+    from transferlab.vuln.sources.base import Batch
+
+    total = Batch()
+    for batch in connector.batches(checkpoint):
+        total.records += batch.records
+        total.skips += batch.skips
+        total.filtered += batch.filtered
+        total.unchanged += batch.unchanged
+        total.checkpoint = batch.checkpoint
+    return total

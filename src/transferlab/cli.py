@@ -414,6 +414,11 @@ def label_add(
                          "learns them as new classes"), highlight=False)
 
 
+from .vuln.cli import vuln_app  # noqa: E402
+
+app.add_typer(vuln_app, name="vuln")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,1 @@
+"""The dependency vulnerability early-warning application: sources -> store -> cascade -> dependencies -> triage."""

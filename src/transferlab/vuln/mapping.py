@@ -1,0 +1,206 @@
+"""Which project's chatter concerns a dependency: package -> source repository, with where that came from.
+
+Order of trust: the user's mapping file always wins; then the cache of earlier lookups; then the package
+registries when online (PyPI JSON ``project_urls``, the npm registry's ``repository``, Go module paths, the
+Maven POM's ``<scm>``, crates.io, RubyGems).  Every answer records its provenance.  A registry that cannot
+be reached is a reason in the result, never a crash; "not found" answers are cached, network failures are not.
+
+A target is a record ``project`` as the store holds it: ``owner/name`` for GitHub, a list id for mail, a
+product or project key for Bugzilla and JIRA.  The user file (TOML) may map one package to several::
+
+    [PyPI]
+    django = "https://github.com/django/django"
+    [npm]
+    lodash = ["lodash/lodash", "lodash-users@googlegroups.com"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from transferlab.errors import TransferLabError
+
+from .dependencies import Dependency
+
+CACHE_DAYS = 30
+_REPO_URL = re.compile(r"(?:github\.com|gitlab\.com|bitbucket\.org)[/:]([\w.-]+)/([\w.-]+?)(?:\.git)?(?:[/#?].*)?$",
+                       re.IGNORECASE)
+_GO_VANITY = {"golang.org/x/": "golang/", "google.golang.org/grpc": "grpc/grpc-go",
+              "google.golang.org/protobuf": "protocolbuffers/protobuf-go", "gopkg.in/yaml.v": "go-yaml/yaml"}
+REGISTRIES = {"pypi": "https://pypi.org", "npm": "https://registry.npmjs.org",
+              "maven": "https://repo1.maven.org/maven2", "crates": "https://crates.io",
+              "rubygems": "https://rubygems.org"}
+
+
+class MappingFileError(TransferLabError):
+    """The user's mapping file is not valid TOML or not shaped as [Ecosystem] package = target(s)."""
+
+
+@dataclass
+class Mapping:
+    ecosystem: str
+    package: str
+    projects: list[str] = field(default_factory=list)
+    provenance: str = ""
+    reason: str | None = None  # why nothing was found, when nothing was
+
+    @property
+    def found(self) -> bool:
+        return bool(self.projects)
+
+
+def project_of(url_or_slug: str) -> str:
+    """``https://github.com/Owner/Repo.git`` -> ``Owner/Repo``; anything else is kept as given (a list, a key)."""
+    text = url_or_slug.strip()
+    text = re.sub(r"^(git\+|scm:git:|github:)", "", text)
+    m = _REPO_URL.search(text)
+    if m:
+        return f"{m.group(1)}/{m.group(2)}"
+    return text
+
+
+def _first_repo(urls) -> str | None:
+    for url in urls:
+        if isinstance(url, str) and _REPO_URL.search(re.sub(r"^(git\+|scm:git:)", "", url)):
+            return project_of(url)
+    return None
+
+
+def read_user_file(path: str | Path) -> dict[str, list[str]]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MappingFileError("no such file", where=str(path)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise MappingFileError(f"not valid TOML: {err}", where=str(path)) from None
+    out: dict[str, list[str]] = {}
+    for ecosystem, table in data.items():
+        if not isinstance(table, dict):
+            raise MappingFileError(f"[{ecosystem}] must be a table of package = target(s)", where=str(path))
+        for package, target in table.items():
+            targets = [target] if isinstance(target, str) else target
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                raise MappingFileError(f"{ecosystem}.{package}: a target is a string or a list of strings",
+                                       where=str(path))
+            out[f"{ecosystem.lower()}:{_norm(ecosystem, package)}"] = [project_of(t) for t in targets]
+    return out
+
+
+def _norm(ecosystem: str, package: str) -> str:
+    return re.sub(r"[-_.]+", "-", package).lower() if ecosystem.lower() == "pypi" else package
+
+
+class RepositoryMapper:
+    def __init__(self, user_file: str | Path | None = None, cache_file: str | Path | None = None, online: bool = True,
+                 client=None, registries: dict | None = None):
+        self.user = read_user_file(user_file) if user_file else {}
+        self.user_file = str(user_file) if user_file else None
+        default_cache = Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
+        self.cache_file = Path(cache_file) if cache_file else default_cache / "vuln-repository-map.json"
+        self.online = online
+        self.registries = {**REGISTRIES, **(registries or {})}
+        self._client = client
+        self._cache = self._load_cache()
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .sources.http import HttpClient
+
+            self._client = HttpClient(max_retries=2, max_wait=30, timeout=20)
+        return self._client
+
+    def _load_cache(self) -> dict:
+        try:
+            return json.loads(self.cache_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def save(self) -> None:
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._cache, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.replace(self.cache_file)
+
+    def map(self, dep: Dependency) -> Mapping:
+        key = f"{dep.ecosystem.lower()}:{_norm(dep.ecosystem, dep.name)}"
+        if key in self.user:
+            return Mapping(dep.ecosystem, dep.name, self.user[key], f"user mapping file {self.user_file}")
+        if dep.ecosystem == "Go":
+            project = self._go(dep.name)
+            if project:
+                return Mapping(dep.ecosystem, dep.name, [project], "Go module path")
+        cached = self._cache.get(key)
+        if cached and time.time() - cached["at"] < CACHE_DAYS * 86400:
+            return Mapping(dep.ecosystem, dep.name, cached["projects"], f"cache ({cached['provenance']})",
+                           cached.get("reason"))
+        if not self.online:
+            return Mapping(dep.ecosystem, dep.name, reason="offline, not in the mapping file or the cache")
+        from .sources.base import SourceError
+        from .sources.http import NotFound
+
+        try:
+            project, provenance = self._lookup(dep)
+        except NotFound:
+            project, provenance = None, f"{dep.ecosystem} registry: no such package"
+        except SourceError as err:
+            return Mapping(dep.ecosystem, dep.name, reason=f"registry unreachable: {err.message}")
+        mapping = Mapping(dep.ecosystem, dep.name, [project] if project else [], provenance,
+                          None if project else f"{provenance}: no source repository given")
+        self._cache[key] = {**asdict(mapping), "at": time.time()}
+        return mapping
+
+    @staticmethod
+    def _go(module: str) -> str | None:
+        m = re.match(r"(?:github\.com|gitlab\.com|bitbucket\.org)/([\w.-]+)/([\w.-]+)", module)
+        if m:
+            return f"{m.group(1)}/{m.group(2)}"
+        for prefix, repo in _GO_VANITY.items():
+            if module.startswith(prefix):
+                return repo + module[len(prefix):].split("/")[0] if repo.endswith("/") else repo
+        return None
+
+    def _lookup(self, dep: Dependency) -> tuple[str | None, str]:
+        r = self.registries
+        if dep.ecosystem == "PyPI":
+            name = quote(_norm("PyPI", dep.name))
+            info = self.client.json(f"{r['pypi']}/pypi/{name}/json").get("info") or {}
+            urls = list((info.get("project_urls") or {}).values()) + [info.get("home_page")]
+            return _first_repo(urls), "PyPI metadata (project_urls)"
+        if dep.ecosystem == "npm":
+            data = self.client.json(f"{r['npm']}/{quote(dep.name, safe='@')}")
+            repo = data.get("repository")
+            url = repo.get("url") if isinstance(repo, dict) else repo
+            return (_first_repo([url, data.get("homepage")]) or (project_of(url) if url and url.count("/") == 1
+                                                                 else None)), "npm registry (repository)"
+        if dep.ecosystem == "Maven":
+            return self._maven(dep), "Maven POM (scm)"
+        if dep.ecosystem == "crates.io":
+            crate = self.client.json(f"{r['crates']}/api/v1/crates/{quote(dep.name)}").get("crate") or {}
+            return _first_repo([crate.get("repository"), crate.get("homepage")]), "crates.io (repository)"
+        if dep.ecosystem == "RubyGems":
+            gem = self.client.json(f"{r['rubygems']}/api/v1/gems/{quote(dep.name)}.json")
+            return _first_repo([gem.get("source_code_uri"), gem.get("homepage_uri")]), "RubyGems (source_code_uri)"
+        return None, f"no registry lookup for {dep.ecosystem}"
+
+    def _maven(self, dep: Dependency) -> str | None:
+        from defusedxml import ElementTree
+
+        group, _, artifact = dep.name.partition(":")
+        base = f"{self.registries['maven']}/{group.replace('.', '/')}/{artifact}"
+        version = dep.version
+        if not version:
+            meta = ElementTree.fromstring(self.client.get(f"{base}/maven-metadata.xml").text)
+            version = meta.findtext("versioning/release") or meta.findtext("versioning/latest")
+        pom = ElementTree.fromstring(self.client.get(f"{base}/{version}/{artifact}-{version}.pom").text)
+        ns = {"m": pom.tag[1:].split("}")[0]} if pom.tag.startswith("{") else {}
+        p = "m:" if ns else ""
+        return _first_repo([pom.findtext(f"{p}scm/{p}url", None, ns), pom.findtext(f"{p}scm/{p}connection", None, ns),
+                            pom.findtext(f"{p}url", None, ns)])
