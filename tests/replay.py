@@ -42,6 +42,8 @@ class ReplayServer:
                         headers["ETag"] = reply.etag
                     self._send(reply.status, reply.body.replace(b"{base}", server.url.encode()), headers)
 
+            do_POST = do_GET  # noqa: N815 - replies do not depend on the method (the OSV API is POST)
+
             def _send(self, status, body, headers):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

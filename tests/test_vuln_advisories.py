@@ -70,3 +70,18 @@ def test_affected_versions_follow_osv_ranges(index):
 def test_missing_export_is_a_clear_error(tmp_path):
     with pytest.raises(AdvisoryError, match="no such folder"):
         AdvisoryIndex.from_directory(tmp_path / "osv")
+
+
+def test_osv_api_is_asked_per_package_and_errors_are_source_errors():
+    from replay import ReplayServer
+    from transferlab.vuln.sources import SourceError
+    from transferlab.vuln.sources.http import HttpClient
+
+    http = HttpClient(max_retries=0, sleep=lambda s: None)
+    with ReplayServer().add("/v1/query", {"vulns": [LOG4SHELL]}) as server:
+        index = AdvisoryIndex.from_api([LOG4J, LOG4J], client=http, base_url=server.url)
+        assert index.count == 1 and index.origin == f"OSV API {server.url}"  # the same advisory once
+        assert len(server.requests_to("/v1/query")) == 2
+    with ReplayServer().add("/v1/query", {"message": "down"}, status=503) as server:
+        with pytest.raises(SourceError, match="HTTP 503"):
+            AdvisoryIndex.from_api([LOG4J], client=http, base_url=server.url)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -108,17 +109,16 @@ def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes
     done = {(r["method"], r["per_class"], r["seed"]) for r in earlier}
     results["runs"] = earlier
     results["sizes"] = sorted({r["per_class"] for r in earlier if r["per_class"] != "all"} | set(sizes))
-    methods = [ours_name(t) for t in truncations] + ([PEER] if peer else [])
+    methods = {ours_name(t): partial(_ours, truncation=t) for t in truncations}
+    if peer:
+        methods[PEER] = partial(_setfit, row_dir=out / "setfit")
     for k in sizes:
         for s in range(seeds):
             small = draw(train, k, seed=1000 + s)
-            for method in methods:
+            for method, train_and_score in methods.items():
                 if (method, k, s) in done:
                     continue
-                if method == PEER:
-                    r = _setfit(small, test, encoder, max_length, s, device, out / "setfit")
-                else:
-                    r = _ours(small, test, encoder, max_length, s, device, truncations[methods.index(method)])
+                r = train_and_score(small, test, encoder, max_length, s, device)
                 results["runs"].append({"method": method, "per_class": k, "seed": s, **r})
                 announce(f"  {k:>3} per class, seed {s}, {method}: accuracy {100 * r['accuracy']:.2f} "
                          f"({r['train_seconds']:.0f}s)")

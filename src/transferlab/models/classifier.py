@@ -26,7 +26,7 @@ from ..data.records import Examples
 from ..encoders.zoo import resolve, sha256_file
 from ..errors import ConfigError, DataError, ModelFileError
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
-from ..training.trainer import Trainer, pick_device, predict_logits
+from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
 from .backends import make_backend, write_json
 
 FORMAT = "transferlab-model"
@@ -181,9 +181,7 @@ class TextClassifier:
         sees), for any family.  Used by active learning to spread a batch over the pool.  ``with_proba`` also
         returns the (calibrated) probabilities from the same forward pass."""
         self._check_fitted()
-        from torch import nn
-
-        last = [m for m in self.module_.modules() if isinstance(m, nn.Linear)][-1]
+        last = last_linear(self.module_)
         ex = as_examples(X)
         if len(ex) == 0:
             vec, proba = np.zeros((0, last.in_features), np.float32), np.zeros((0, len(self.labels_)), np.float32)

@@ -9,18 +9,13 @@ thresholds exactly like any other (safetensors, no pickled estimator).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
 
-from .trainer import predict_logits
-
-
-def last_linear(module: nn.Module) -> nn.Linear:
-    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    if not layers:
-        raise TypeError(f"{type(module).__name__} has no linear layer to fit")
-    return layers[-1]
+from .trainer import last_linear, predict_logits
 
 
 def fit_logistic_head(module: nn.Module, backend, items, targets: np.ndarray, *, C: float = 1.0,
@@ -34,7 +29,6 @@ def fit_logistic_head(module: nn.Module, backend, items, targets: np.ndarray, *,
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    import warnings
 
     layer = last_linear(module)
     module.to(device)

@@ -124,6 +124,14 @@ class Trainer:
         return self.history
 
 
+def last_linear(module: nn.Module) -> nn.Linear:
+    """The classifier's output layer: its input is what the model "sees" of a text (embed, the lbfgs head)."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise TypeError(f"{type(module).__name__} has no linear layer")
+    return layers[-1]
+
+
 @torch.no_grad()
 def predict_logits(module: nn.Module, backend, items: Sequence[dict], batch_size: int, device: str,
                    show_progress: bool = False, features_of: nn.Module | None = None):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from transferlab.errors import TransferLabError
 
-from .dependencies import Dependency
+from .dependencies import Dependency, normalise_name
 
 OSV_API = "https://api.osv.dev"
 
@@ -41,7 +41,7 @@ class Advisory:
         affected = data.get("affected") or []
         return cls(id=data["id"], aliases=list(data.get("aliases") or []),
                    summary=data.get("summary") or (data.get("details") or "")[:200],
-                   packages=[(a["package"]["ecosystem"], _norm(a["package"]["ecosystem"], a["package"]["name"]))
+                   packages=[(a["package"]["ecosystem"], normalise_name(a["package"]["ecosystem"], a["package"]["name"]))
                              for a in affected if a.get("package")],
                    references=[r.get("url", "") for r in data.get("references") or []], affected=affected,
                    published=data.get("published"))
@@ -57,8 +57,8 @@ class Advisory:
         verdicts = []
         for entry in self.affected:
             pkg = entry.get("package") or {}
-            if (pkg.get("ecosystem"), _norm(pkg.get("ecosystem", ""), pkg.get("name", ""))) != (dep.ecosystem,
-                                                                                                  _norm(dep.ecosystem, dep.name)):
+            if (pkg.get("ecosystem"), normalise_name(pkg.get("ecosystem", ""), pkg.get("name", ""))) != (dep.ecosystem,
+                                                                                                  normalise_name(dep.ecosystem, dep.name)):
                 continue
             if dep.version in (entry.get("versions") or []):
                 return True
@@ -70,10 +70,6 @@ class Advisory:
         if verdicts and all(v is False for v in verdicts):
             return False
         return None
-
-
-def _norm(ecosystem: str, name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower() if ecosystem == "PyPI" else name
 
 
 def _key(version: str):
@@ -155,19 +151,14 @@ class AdvisoryIndex:
         advisories, seen = [], set()
         for dep in dependencies:
             body = {"package": {"ecosystem": dep.ecosystem, "name": dep.name}}
-            response = client.session.post(f"{base_url}/v1/query", json=body, timeout=30)
-            if response.status_code != 200:
-                from .sources.base import SourceError
-
-                raise SourceError(f"OSV API answered HTTP {response.status_code}", where=f"{base_url}/v1/query")
-            for vuln in response.json().get("vulns", []):
+            for vuln in client.json(f"{base_url}/v1/query", method="POST", body=body).get("vulns", []):
                 if vuln["id"] not in seen:
                     seen.add(vuln["id"])
                     advisories.append(Advisory.from_osv(vuln))
         return cls(advisories, f"OSV API {base_url}")
 
     def for_package(self, ecosystem: str, name: str) -> list[Advisory]:
-        return self.by_package.get((ecosystem, _norm(ecosystem, name)), [])
+        return self.by_package.get((ecosystem, normalise_name(ecosystem, name)), [])
 
     def match(self, record: dict, dependencies: list[Dependency]) -> Advisory | None:
         """The advisory that already discloses what ``record`` (a stored record row) is about, if any."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -41,8 +42,6 @@ def ingest_cmd(
 ):
     """Read a source into the store: idempotent (a rerun duplicates nothing) and resumable (a checkpoint per
     source; after a kill, the rerun continues where it stopped).  Bad items are counted and listed, not lost."""
-    from pathlib import Path
-
     from .ingest import ingest
     from .sources import make_connector
     from .store import Store

@@ -49,8 +49,9 @@ class Manifest:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _pypi_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+def normalise_name(ecosystem: str, name: str) -> str:
+    """The form a registry compares names in: PEP 503 for PyPI (``Django_Foo`` = ``django-foo``), else as given."""
+    return re.sub(r"[-_.]+", "-", name).lower() if ecosystem == "PyPI" else name
 
 
 def _exact(spec: str) -> str | None:
@@ -72,7 +73,7 @@ def _requirement(text: str, where: str, manifest: Manifest) -> None:
         manifest.problems.append(Problem(where, f"not a requirement: {err}"))
         return
     spec = str(req.specifier)
-    manifest.dependencies.append(Dependency("PyPI", _pypi_name(req.name), _exact(spec), spec, where))
+    manifest.dependencies.append(Dependency("PyPI", normalise_name("PyPI", req.name), _exact(spec), spec, where))
 
 
 def parse_requirements(path: Path, text: str) -> Manifest:
@@ -132,7 +133,7 @@ def parse_pyproject(path: Path, text: str) -> Manifest:
             if name.lower() == "python":
                 continue
             version = spec.get("version", "") if isinstance(spec, dict) else str(spec)
-            manifest.dependencies.append(Dependency("PyPI", _pypi_name(name), _exact(version) or (
+            manifest.dependencies.append(Dependency("PyPI", normalise_name("PyPI", name), _exact(version) or (
                 version if re.fullmatch(r"\d[\w.]*", version or "") else None), version,
                 f"{path}:{_line_of(text, name)}"))
     return manifest
@@ -147,7 +148,7 @@ def _lock_packages(path: Path, text: str, kind: str, ecosystem: str, table: str 
         source = pkg.get("source")
         if kind == "uv.lock" and isinstance(source, dict) and ("editable" in source or "virtual" in source):
             continue  # the project itself, not a dependency
-        name = _pypi_name(pkg["name"]) if ecosystem == "PyPI" else pkg["name"]
+        name = normalise_name(ecosystem, pkg["name"])
         line = _line_of(text, f'name = "{pkg["name"]}"')
         manifest.dependencies.append(Dependency(ecosystem, name, pkg.get("version"), pkg.get("version", ""),
                                                 f"{path}:{line}"))

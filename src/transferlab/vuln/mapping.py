@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from transferlab.errors import TransferLabError
 
-from .dependencies import Dependency
+from .dependencies import ECOSYSTEMS, Dependency, normalise_name
 
 CACHE_DAYS = 30
 _REPO_URL = re.compile(r"(?:github\.com|gitlab\.com|bitbucket\.org)[/:]([\w.-]+)/([\w.-]+?)(?:\.git)?(?:[/#?].*)?$",
@@ -73,6 +73,12 @@ def _first_repo(urls) -> str | None:
     return None
 
 
+def _key(ecosystem: str, package: str) -> str:
+    """Mapping-file sections are matched case-insensitively ([pypi] = [PyPI]), names as their registry compares."""
+    canonical = next((e for e in ECOSYSTEMS if e.lower() == ecosystem.lower()), ecosystem)
+    return f"{canonical.lower()}:{normalise_name(canonical, package)}"
+
+
 def read_user_file(path: str | Path) -> dict[str, list[str]]:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -89,12 +95,8 @@ def read_user_file(path: str | Path) -> dict[str, list[str]]:
             if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
                 raise MappingFileError(f"{ecosystem}.{package}: a target is a string or a list of strings",
                                        where=str(path))
-            out[f"{ecosystem.lower()}:{_norm(ecosystem, package)}"] = [project_of(t) for t in targets]
+            out[_key(ecosystem, package)] = [project_of(t) for t in targets]
     return out
-
-
-def _norm(ecosystem: str, package: str) -> str:
-    return re.sub(r"[-_.]+", "-", package).lower() if ecosystem.lower() == "pypi" else package
 
 
 class RepositoryMapper:
@@ -130,7 +132,7 @@ class RepositoryMapper:
         tmp.replace(self.cache_file)
 
     def map(self, dep: Dependency) -> Mapping:
-        key = f"{dep.ecosystem.lower()}:{_norm(dep.ecosystem, dep.name)}"
+        key = _key(dep.ecosystem, dep.name)
         if key in self.user:
             return Mapping(dep.ecosystem, dep.name, self.user[key], f"user mapping file {self.user_file}")
         if dep.ecosystem == "Go":
@@ -143,17 +145,22 @@ class RepositoryMapper:
                            cached.get("reason"))
         if not self.online:
             return Mapping(dep.ecosystem, dep.name, reason="offline, not in the mapping file or the cache")
+        from xml.etree.ElementTree import ParseError
+
         from .sources.base import SourceError
         from .sources.http import NotFound
 
         try:
             project, provenance = self._lookup(dep)
+            reason = None if project else f"{provenance}: no source repository given"
         except NotFound:
-            project, provenance = None, f"{dep.ecosystem} registry: no such package"
+            project, provenance = None, f"{dep.ecosystem} registry"
+            reason = f"{provenance}: no such package"
         except SourceError as err:
             return Mapping(dep.ecosystem, dep.name, reason=f"registry unreachable: {err.message}")
-        mapping = Mapping(dep.ecosystem, dep.name, [project] if project else [], provenance,
-                          None if project else f"{provenance}: no source repository given")
+        except ParseError as err:  # a POM or metadata file that is not XML: not remembered, may be transient
+            return Mapping(dep.ecosystem, dep.name, reason=f"registry answer is not XML: {err}")
+        mapping = Mapping(dep.ecosystem, dep.name, [project] if project else [], provenance, reason)
         self._cache[key] = {**asdict(mapping), "at": time.time()}
         return mapping
 
@@ -170,7 +177,7 @@ class RepositoryMapper:
     def _lookup(self, dep: Dependency) -> tuple[str | None, str]:
         r = self.registries
         if dep.ecosystem == "PyPI":
-            name = quote(_norm("PyPI", dep.name))
+            name = quote(normalise_name("PyPI", dep.name))
             info = self.client.json(f"{r['pypi']}/pypi/{name}/json").get("info") or {}
             urls = list((info.get("project_urls") or {}).values()) + [info.get("home_page")]
             return _first_repo(urls), "PyPI metadata (project_urls)"

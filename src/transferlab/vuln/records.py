@@ -70,6 +70,17 @@ def extract_references(text: str) -> dict[str, list[str]]:
     return {k: list(dict.fromkeys(v)) for k, v in found.items() if v}
 
 
+def stamp(dt: datetime | None) -> str | None:
+    """A UTC time as the APIs take it in ``since`` parameters and as checkpoints keep it: ``2016-05-15T15:09:29Z``."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+def newest(times, current: str | None = None) -> str | None:
+    """The latest of ``current`` and ``times`` (datetimes, None ignored), as a :func:`stamp`: a high-water mark."""
+    stamps = [s for s in (stamp(t) for t in times) if s] + ([current] if current else [])
+    return max(stamps, default=None)
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 (GitHub, Bugzilla), JIRA's ``+0000`` offsets, RFC 2822 (mail) or epoch seconds -> aware UTC."""
     if value is None or value == "":

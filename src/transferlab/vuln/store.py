@@ -215,20 +215,20 @@ class Store:
                 if fresh:
                     conn.execute(records.insert(), fresh)
                     written.new += len(fresh)
-                for record in chunk:
-                    if record.native_id not in stored:
-                        continue
-                    if _strictly_newer(record.updated_at, stored[record.native_id]):
-                        row = _row(record, now)
-                        del row["first_seen"]
-                        conn.execute(records.update().where(records.c.source == source,
-                                                            records.c.native_id == record.native_id).values(**row))
-                        written.updated += 1
-                    else:
-                        conn.execute(records.update().where(records.c.source == source,
-                                                            records.c.native_id == record.native_id)
-                                     .values(last_seen=now))
-                        written.unchanged += 1
+                newer = [r for r in chunk if r.native_id in stored and _strictly_newer(r.updated_at,
+                                                                                        stored[r.native_id])]
+                for record in newer:
+                    row = _row(record, now)
+                    del row["first_seen"]
+                    conn.execute(records.update().where(records.c.source == source,
+                                                        records.c.native_id == record.native_id).values(**row))
+                replaced = {r.native_id for r in newer}
+                same = [r.native_id for r in chunk if r.native_id in stored and r.native_id not in replaced]
+                if same:  # read again unchanged: only when it was last seen moves, in one statement
+                    conn.execute(records.update().where(records.c.source == source, records.c.native_id.in_(same))
+                                 .values(last_seen=now))
+                written.updated += len(newer)
+                written.unchanged += len(same)
 
     def _skip(self, conn, key: str, location: str, reason: str, now: datetime) -> int:
         """A skip seen again (the same input read twice) is counted once, with how often it was met."""

@@ -16,8 +16,10 @@ def make_connector(source: str, path: list[str] | None = None, url: str | None =
         return value
 
     if source == "gharchive":
-        return _gharchive()(need(path or ([url] if url else None), "--path (hour files or a folder) or --url"),
-                            repos=repos)
+        from .gharchive import GHArchiveConnector
+
+        return GHArchiveConnector(need(path or ([url] if url else None), "--path (hour files or a folder) or --url"),
+                                  repos=repos)
     if source in ("mbox", "pipermail", "hyperkitty"):
         from .mail import MailConnector
 
@@ -36,12 +38,6 @@ def make_connector(source: str, path: list[str] | None = None, url: str | None =
 
         return JiraConnector(need(url, "--url (the JIRA site)"), project=project, since=since)
     raise SourceError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
-
-
-def _gharchive():
-    from .gharchive import GHArchiveConnector
-
-    return GHArchiveConnector
 
 
 __all__ = ["Batch", "Connector", "SOURCES", "Skip", "SourceError", "make_connector"]

@@ -16,29 +16,10 @@ from typing import Iterable
 
 from ..records import Record, parse_time
 from .base import Batch, FileConnector, Skip
+from .github import comment_record, issue_record
 
 KEPT_EVENTS = ("IssuesEvent", "PullRequestEvent", "IssueCommentEvent", "PullRequestReviewCommentEvent", "PushEvent")
 SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".ndjson")
-GHARCHIVE_URL = "https://data.gharchive.org/{hour}.json.gz"
-
-
-def _issue_record(repo: str, item: dict, event: dict, kind: str | None = None) -> Record:
-    is_pr = kind == "pull_request" or "pull_request" in item
-    return Record(
-        source="github", connector="gharchive", project=repo, kind="pull_request" if is_pr else "issue",
-        native_id=f"{repo}#{item['number']}", url=item.get("html_url"), title=item.get("title") or "",
-        body=item.get("body") or "", author=(item.get("user") or {}).get("login"),
-        created_at=parse_time(item.get("created_at")), updated_at=parse_time(item.get("updated_at")),
-        labels=[lab.get("name", "") for lab in item.get("labels") or [] if isinstance(lab, dict)], raw=event)
-
-
-def _comment_record(repo: str, comment: dict, parent: dict, event: dict) -> Record:
-    return Record(
-        source="github", connector="gharchive", project=repo, kind="comment",
-        native_id=f"{repo}#comment-{comment['id']}", url=comment.get("html_url"), title=parent.get("title") or "",
-        body=comment.get("body") or "", author=(comment.get("user") or {}).get("login"),
-        created_at=parse_time(comment.get("created_at")), updated_at=parse_time(comment.get("updated_at")),
-        parent_id=f"{repo}#{parent['number']}", raw=event)
 
 
 def _commit_record(repo: str, commit: dict, event: dict) -> Record:
@@ -54,18 +35,15 @@ def _commit_record(repo: str, commit: dict, event: dict) -> Record:
 def event_records(event: dict) -> list[Record]:
     """The records one GH Archive event holds (none for event types that say nothing in words)."""
     kind, repo, payload = event.get("type"), event["repo"]["name"], event.get("payload") or {}
-    if kind == "IssuesEvent":
-        return [_issue_record(repo, payload["issue"], event)]
-    if kind == "PullRequestEvent":
-        return [_issue_record(repo, payload["pull_request"], event, kind="pull_request")]
-    if kind == "IssueCommentEvent":
-        return [_issue_record(repo, payload["issue"], event), _comment_record(repo, payload["comment"], payload["issue"], event)]
-    if kind == "PullRequestReviewCommentEvent":
-        pr = payload["pull_request"]
-        return [_issue_record(repo, pr, event, kind="pull_request"), _comment_record(repo, payload["comment"], pr, event)]
     if kind == "PushEvent":
         return [_commit_record(repo, c, event) for c in payload.get("commits") or []]
-    return []
+    if kind not in KEPT_EVENTS:
+        return []
+    on = "issue" if kind in ("IssuesEvent", "IssueCommentEvent") else "pull_request"
+    thread = issue_record(repo, payload[on], "gharchive", raw=event, pull_request=on == "pull_request")
+    if kind.endswith("CommentEvent"):  # the event carries the comment and the state of its issue or PR
+        return [thread, comment_record(repo, payload["comment"], "gharchive", parent=payload[on], raw=event)]
+    return [thread]
 
 
 class GHArchiveConnector(FileConnector):
@@ -95,10 +73,8 @@ class GHArchiveConnector(FileConnector):
         return iter(stream)
 
     def _read_unit(self, name: str, line_no: int, line: bytes, batch: Batch) -> None:
-        if line.strip():
-            self._read_line(name, line_no, line, batch)
-
-    def _read_line(self, name: str, line_no: int, line: bytes, batch: Batch) -> None:
+        if not line.strip():
+            return
         where = f"{name}:{line_no}"
         try:
             event = json.loads(line)

@@ -14,30 +14,38 @@ import os
 from datetime import datetime
 from typing import Iterator
 
-from ..records import Record, parse_time
+from ..records import Record, newest, parse_time, stamp
 from .base import Batch, Connector, Skip, SourceError
 from .http import HttpClient
 
 STREAMS = ("issues", "comments", "commits")
 
 
-def issue_record(repo: str, item: dict, connector: str = "github-api") -> Record:
+def issue_record(repo: str, item: dict, connector: str = "github-api", raw: dict | None = None,
+                 pull_request: bool = False) -> Record:
+    """An issue or pull request as the REST API and GH Archive payloads both give it (``raw``: the whole event)."""
     return Record(
         source="github", connector=connector, project=repo,
-        kind="pull_request" if "pull_request" in item else "issue", native_id=f"{repo}#{item['number']}",
+        kind="pull_request" if pull_request or "pull_request" in item else "issue",
+        native_id=f"{repo}#{item['number']}",
         url=item.get("html_url"), title=item.get("title") or "", body=item.get("body") or "",
         author=(item.get("user") or {}).get("login"), created_at=parse_time(item.get("created_at")),
         updated_at=parse_time(item.get("updated_at")),
-        labels=[lab.get("name", "") for lab in item.get("labels") or [] if isinstance(lab, dict)], raw=item)
+        labels=[lab.get("name", "") for lab in item.get("labels") or [] if isinstance(lab, dict)],
+        raw=item if raw is None else raw)
 
 
-def comment_record(repo: str, item: dict, connector: str = "github-api") -> Record:
-    number = str(item.get("issue_url") or "").rstrip("/").rsplit("/", 1)[-1]
+def comment_record(repo: str, item: dict, connector: str = "github-api", parent: dict | None = None,
+                   raw: dict | None = None) -> Record:
+    """A comment; its issue comes from ``parent`` (GH Archive carries it, and its title gives the comment context)
+    or else from the comment's ``issue_url`` (REST)."""
+    number = str(parent["number"]) if parent else str(item.get("issue_url") or "").rstrip("/").rsplit("/", 1)[-1]
     return Record(
         source="github", connector=connector, project=repo, kind="comment", native_id=f"{repo}#comment-{item['id']}",
-        url=item.get("html_url"), title="", body=item.get("body") or "", author=(item.get("user") or {}).get("login"),
-        created_at=parse_time(item.get("created_at")), updated_at=parse_time(item.get("updated_at")),
-        parent_id=f"{repo}#{number}" if number.isdigit() else None, raw=item)
+        url=item.get("html_url"), title=(parent or {}).get("title") or "", body=item.get("body") or "",
+        author=(item.get("user") or {}).get("login"), created_at=parse_time(item.get("created_at")),
+        updated_at=parse_time(item.get("updated_at")), parent_id=f"{repo}#{number}" if number.isdigit() else None,
+        raw=item if raw is None else raw)
 
 
 def commit_record(repo: str, item: dict, connector: str = "github-api") -> Record:
@@ -96,7 +104,7 @@ class GitHubConnector(Connector):
 
     def _stream(self, stream: str, state: dict) -> Iterator[Batch]:
         mine = state.setdefault(stream, {})
-        since = mine.get("since") or (self.since.isoformat().replace("+00:00", "Z") if self.since else None)
+        since = mine.get("since") or stamp(self.since)
         resuming = bool(mine.get("next"))
         url, params = (mine["next"], None) if resuming else self._first_page(stream, since)
         stored = mine.get("etag") or {}
@@ -125,9 +133,7 @@ class GitHubConnector(Connector):
                     batch.skips.append(Skip(f"{response.url} item {n}", f"not a GitHub {stream[:-1]}: {err!r}"))
                     continue
                 batch.records.append(record)
-                stamp = record.updated_at.isoformat().replace("+00:00", "Z") if record.updated_at else None
-                if stamp and (high is None or stamp > high):
-                    high = stamp
+            high = newest((r.updated_at for r in batch.records), high)
             url, params, etag = response.links.get("next", {}).get("url"), None, None
             if url:
                 mine.update(next=url, high=high)

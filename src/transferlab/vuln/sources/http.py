@@ -52,13 +52,19 @@ class HttpClient:
     def get(self, url: str, params: dict | None = None, etag: str | None = None,
             stream: bool = False) -> requests.Response:
         """The response to a GET (200, or 304 when ``etag`` still matches); anything else raises or is retried."""
+        return self.request("GET", url, params=params, etag=etag, stream=stream)
+
+    def request(self, method: str, url: str, params: dict | None = None, body=None, etag: str | None = None,
+                stream: bool = False) -> requests.Response:
+        """Any request (``body``: JSON to send) with the retries, waits and errors described above."""
         headers = dict(self.headers)
         if etag:
             headers["If-None-Match"] = etag
         failures = 0
         while True:
             try:
-                response = self.session.get(url, params=params, headers=headers, timeout=self.timeout, stream=stream)
+                response = self.session.request(method, url, params=params, json=body, headers=headers,
+                                                timeout=self.timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as err:
                 failures += 1
                 if failures > self.max_retries:
@@ -88,8 +94,8 @@ class HttpClient:
                                   f"{_excerpt(response)}", where=url, hint=self.secret_hint)
             raise SourceError(f"HTTP {status}: {_excerpt(response)}", where=url)
 
-    def json(self, url: str, params: dict | None = None):
-        response = self.get(url, params=params)
+    def json(self, url: str, params: dict | None = None, method: str = "GET", body=None):
+        response = self.request(method, url, params=params, body=body)
         try:
             return response.json()
         except ValueError:

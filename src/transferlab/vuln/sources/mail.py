@@ -149,9 +149,6 @@ class MailConnector(FileConnector):
         return split_mbox(stream)
 
     def _read_unit(self, name: str, number: int, raw: bytes, batch: Batch) -> None:
-        self._read_message(name, number, raw, batch)
-
-    def _read_message(self, name: str, number: int, raw: bytes, batch: Batch) -> None:
         try:
             record = message_record(raw, self.project, self.name)
         except Exception as err:  # noqa: BLE001 - one broken message is counted, the archive goes on

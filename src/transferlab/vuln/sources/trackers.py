@@ -13,13 +13,9 @@ from datetime import datetime
 from typing import Iterator
 from urllib.parse import urlparse
 
-from ..records import Record, parse_time
+from ..records import Record, newest, parse_time, stamp
 from .base import Batch, Connector, Skip, SourceError
 from .http import HttpClient, NotFound
-
-
-def _stamp(dt: datetime | None) -> str | None:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
 class _PagedTracker(Connector):
@@ -36,18 +32,17 @@ class _PagedTracker(Connector):
         self.client = client or HttpClient()
         self.client.secret_hint = self.client.secret_hint or secret_hint
 
-    def _page(self, offset: int, since: str | None) -> tuple[list[Record], list[Skip], int, str | None]:
-        """Records and skips of one page, how many items it had, and the newest change time on it."""
+    def _page(self, offset: int, since: str | None) -> tuple[list[Record], list[Skip], int]:
+        """Records and skips of one page, and how many items (bugs, issues) it had."""
         raise NotImplementedError
 
     def batches(self, checkpoint: dict | None) -> Iterator[Batch]:
         state = dict(checkpoint or {})
-        since = state.get("since") or _stamp(self.since)
+        since = state.get("since") or stamp(self.since)
         offset, high = state.get("offset", 0), state.get("high")
         while True:
-            records, skips, n_items, newest = self._page(offset, since)
-            if newest and (high is None or newest > high):
-                high = newest
+            records, skips, n_items = self._page(offset, since)
+            high = newest((r.updated_at for r in records if r.parent_id is None), high)  # bugs/issues, not comments
             offset += n_items
             done = n_items < self.page_size
             state = {"since": high or since, "offset": 0, "high": high} if done else \
@@ -85,7 +80,7 @@ class BugzillaConnector(_PagedTracker):
         if self.product:
             params["product"] = self.product
         bugs = self._json(f"{self.base_url}/rest/bug", params).get("bugs", [])
-        records, skips, newest = [], [], None
+        records, skips = [], []
         comments = self._comments([b["id"] for b in bugs if "id" in b], skips)
         for bug in bugs:
             try:
@@ -101,11 +96,9 @@ class BugzillaConnector(_PagedTracker):
                     labels=[*bug.get("keywords", []), *([bug["component"]] if bug.get("component") else [])],
                     raw={"bug": bug, "comments": thread}))
                 records += [self._comment(bug, c) for c in thread if c is not description]
-                if changed and (newest is None or _stamp(changed) > newest):
-                    newest = _stamp(changed)
             except (KeyError, TypeError, ValueError) as err:
                 skips.append(Skip(f"{self.base_url}/rest/bug offset {offset}", f"not a Bugzilla bug: {err!r}"))
-        return records, skips, len(bugs), newest
+        return records, skips, len(bugs)
 
     def _comments(self, ids: list, skips: list[Skip]) -> dict:
         if not ids:
@@ -158,7 +151,7 @@ class JiraConnector(_PagedTracker):
         params = {"jql": jql.strip(), "startAt": offset, "maxResults": self.page_size, "fields": "*all"}
         data = self.client.json(f"{self.base_url}/rest/api/2/search", params)
         issues = data.get("issues", [])
-        records, skips, newest = [], [], None
+        records, skips = [], []
         for issue in issues:
             try:
                 fields = issue.get("fields") or {}
@@ -174,11 +167,9 @@ class JiraConnector(_PagedTracker):
                     created_at=parse_time(fields.get("created")), updated_at=updated,
                     labels=list(fields.get("labels") or []), raw={"issue": issue, "comments": thread}))
                 records += [self._comment(issue, c) for c in thread]
-                if updated and (newest is None or _stamp(updated) > newest):
-                    newest = _stamp(updated)
             except (KeyError, TypeError, ValueError) as err:
                 skips.append(Skip(f"{self.base_url}/rest/api/2/search startAt {offset}", f"not a JIRA issue: {err!r}"))
-        return records, skips, len(issues), newest
+        return records, skips, len(issues)
 
     def _comments(self, issue: dict, skips: list[Skip]) -> list[dict]:
         url, found, start = f"{self.base_url}/rest/api/2/issue/{issue['id']}/comment", [], 0
