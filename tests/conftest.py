@@ -1,7 +1,9 @@
 import os
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -50,3 +52,29 @@ def drain(connector, checkpoint=None):
         total.unchanged += batch.unchanged
         total.checkpoint = batch.checkpoint
     return total
+
+
+def _postgres_url():
+    url = os.environ.get("TRANSFERLAB_TEST_PG_URL")
+    if not url:
+        if os.environ.get("TRANSFERLAB_REQUIRE_PG") == "1":
+            pytest.fail("TRANSFERLAB_REQUIRE_PG=1 but TRANSFERLAB_TEST_PG_URL is not set")
+        pytest.skip("no PostgreSQL server (set TRANSFERLAB_TEST_PG_URL; scripts/postgres.sh start gives one)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    admin = sa.create_engine(_postgres_url(), isolation_level="AUTOCOMMIT")
+    name = f"tl_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a generated name: identifiers cannot be bound
+    url = admin.url.set(database=name)
+    yield url.render_as_string(hide_password=False)
+    sa.create_engine(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

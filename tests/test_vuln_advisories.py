@@ -48,6 +48,9 @@ def test_export_is_read_from_files_and_zips_with_bad_entries_counted(index):
 def test_a_record_is_disclosed_by_id_alias_or_link(index):
     by_alias = {"url": "https://github.com/x/y/issues/1", "refs": {"cve": ["CVE-2021-44228"]}}
     by_link = {"url": "https://github.com/apache/logging-log4j2/pull/608/", "refs": {}}
+    links_the_fix = {"url": "https://lists.example.org/msg/1", "refs": {"urls": [
+        "https://github.com/apache/logging-log4j2/pull/608"]}}  # a mail pointing at the fix the advisory cites
+    assert index.match(links_the_fix, [LOG4J]).id == "GHSA-jfh8-c2jp-5v3q"
     new = {"url": "https://github.com/apache/logging-log4j2/issues/9999", "refs": {"cve": ["CVE-2099-0001"]}}
     assert index.match(by_alias, [LOG4J]).id == "GHSA-jfh8-c2jp-5v3q"
     assert index.match(by_link, [LOG4J]).id == "GHSA-jfh8-c2jp-5v3q"

@@ -64,6 +64,27 @@ def test_user_file_wins_and_go_paths_need_no_network(tmp_path):
     assert not offline.found and offline.reason.startswith("offline")
 
 
+def test_table_entries_add_mentions_for_shared_targets(tmp_path):
+    from transferlab.vuln.scan import linked
+
+    user = tmp_path / "map.toml"
+    user.write_text('[PyPI."qemu.qmp"]\nprojects = ["https://gitlab.com/qemu-project/python-qemu-qmp", '
+                    '"oss-security.lists.openwall.com"]\nmentions = ["qemu"]\n')
+    m = RepositoryMapper(user_file=user, cache_file=tmp_path / "c.json", online=False)
+    qmp = m.map(Dependency("PyPI", "qemu-qmp", "0.0.3"))  # PEP 503: qemu.qmp = qemu-qmp
+    assert qmp.projects == ["qemu-project/python-qemu-qmp", "oss-security.lists.openwall.com"]
+    assert qmp.mentions == ["qemu"]
+    post = {"project": "oss-security.lists.openwall.com", "title": "CVE request QEMU: 9pfs leak", "body": ""}
+    other = {"project": "oss-security.lists.openwall.com", "title": "Linux kernel: missing access_ok()",
+             "body": "qemusomething is not a mention"}
+    own = {"project": "qemu-project/python-qemu-qmp", "title": "fix typo", "body": ""}
+    assert linked(post, qmp) and not linked(other, qmp) and linked(own, qmp)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[PyPI.x]\nrepos = ["a/b"]\n')
+    with pytest.raises(MappingFileError, match="projects"):
+        RepositoryMapper(user_file=bad)
+
+
 def test_unreachable_registry_is_a_reason_not_a_crash(tmp_path):
     m = RepositoryMapper(cache_file=tmp_path / "c.json", registries={"pypi": "http://127.0.0.1:1"},
                          client=HttpClient(max_retries=0, sleep=lambda s: None, timeout=2))

@@ -4,12 +4,9 @@ PostgreSQL comes from TRANSFERLAB_TEST_PG_URL (``bash scripts/postgres.sh start`
 cases skip, unless TRANSFERLAB_REQUIRE_PG=1 (as in CI), where a missing server fails the run.
 """
 
-import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
 
 from conftest import SHARED_DATA
 from transferlab.vuln.ingest import ingest
@@ -19,32 +16,6 @@ from transferlab.vuln.sources.gharchive import GHArchiveConnector
 from transferlab.vuln.store import Store, StoreError, metadata
 
 EVENTS = SHARED_DATA / "fixtures" / "github_events"
-
-
-def _postgres_url():
-    url = os.environ.get("TRANSFERLAB_TEST_PG_URL")
-    if not url:
-        if os.environ.get("TRANSFERLAB_REQUIRE_PG") == "1":
-            pytest.fail("TRANSFERLAB_REQUIRE_PG=1 but TRANSFERLAB_TEST_PG_URL is not set")
-        pytest.skip("no PostgreSQL server (set TRANSFERLAB_TEST_PG_URL; scripts/postgres.sh start gives one)")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin = sa.create_engine(_postgres_url(), isolation_level="AUTOCOMMIT")
-    name = f"tl_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a generated name: identifiers cannot be bound
-    url = admin.url.set(database=name)
-    yield url.render_as_string(hide_password=False)
-    sa.create_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def record(n: int, updated: datetime, title: str = "t", source: str = "github") -> Record:
@@ -61,11 +32,26 @@ def test_migrations_create_the_schema_the_code_expects(db_url):
     from alembic.migration import MigrationContext
 
     store = Store.open(db_url)
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
-    assert Store.open(db_url).revision() == "0001"  # migrating an up-to-date store is a no-op
+    assert Store.open(db_url).revision() == "0002"  # migrating an up-to-date store is a no-op
+
+
+def test_a_store_from_the_first_release_is_upgraded_without_losing_records(db_url):
+    old = Store.open(db_url, migrate=False)
+    old.migrate("0001")
+    old.write_batch("k", Batch(records=[record(1, T0), record(2, T0)]))
+    store = Store.open(db_url)  # opening migrates to the newest revision
+    assert store.revision() == "0002" and store.count() == 2
+    rid = next(store.iter_records())["id"]
+    store.write_scores("v1", [{"record_id": rid, "stage1": 0.9, "stage2": 0.8, "flagged": True, "evidence": {}}])
+    store.add_verdict(rid, "vulnerability", "alice", "checked")
+    assert store.scored("v1", flagged_only=True)[0]["verdict"] == "vulnerability"
+    # a newer version of a scored record drops its stale score, so the next scan scores it again
+    store.write_batch("k", Batch(records=[record(1, T0 + timedelta(hours=1), title="changed")]))
+    assert store.count_unscored("v1") == 2
 
 
 def test_upsert_is_idempotent_and_keeps_the_newest_version(db_url):

@@ -164,9 +164,9 @@ class AdvisoryIndex:
         """The advisory that already discloses what ``record`` (a stored record row) is about, if any."""
         refs = record.get("refs") or {}
         ids = {i.upper() for i in [*refs.get("cve", []), *refs.get("ghsa", [])]}
-        url = (record.get("url") or "").rstrip("/")
+        urls = {u.rstrip("/") for u in [record.get("url") or "", *refs.get("urls", [])] if u}
         for dep in dependencies:
             for adv in self.for_package(dep.ecosystem, dep.name):
-                if ids & adv.ids or (url and any(r.rstrip("/") == url for r in adv.references)):
+                if ids & adv.ids or urls & {r.rstrip("/") for r in adv.references}:
                     return adv
         return None

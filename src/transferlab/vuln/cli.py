@@ -65,3 +65,270 @@ def ingest_cmd(
         err.print(f"[bold red]error:[/] {escape(report.error)}\n  everything read before it is stored; rerun to "
                   "continue from the checkpoint", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+CASCADE_HELP = ("cascade folder from `transferlab vuln train` (default: $TRANSFERLAB_VULN_CASCADE, else one "
+                "`vuln demo --retrain` trained, else the one shipped with TransferLab)")
+
+
+def _cascade(path: Optional[str]):
+    import os
+
+    from .cascade import Cascade
+
+    path = path or os.environ.get("TRANSFERLAB_VULN_CASCADE")
+    if path is None:
+        from .demo import cached_cascade
+
+        found = cached_cascade()
+        if found is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("no cascade given and none cached", hint="train one with `transferlab vuln train "
+                              "--out runs/cascade` and pass --cascade runs/cascade (or run `transferlab vuln demo`)")
+        path = str(found)
+    return Cascade.load(path)
+
+
+def _since(value: Optional[str]):
+    if value is None:
+        return None
+    from ..errors import ConfigError
+    from .records import parse_time
+
+    when = parse_time(value)
+    if when is None:
+        raise ConfigError(f"--since {value!r} is not a date", hint="ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00Z")
+    return when
+
+
+@vuln_app.command("train")
+@friendly
+def train_cmd(
+    out_dir: Path = typer.Option(..., "--out", help="folder for the cascade (stage1/, stage2/, cascade.json)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with the label sources "
+                                            "(default ../shared/data/security or $TRANSFERLAB_SECURITY_DATA)"),
+    stage1: str = typer.Option("minilm-frozen", "--stage1", help="stage-1 recipe: glove-dan | glove-cnn | glove-bigru "
+                               "| minilm-frozen | minilm-finetune"),
+    stage2: str = typer.Option("minilm-frozen", "--stage2", help="stage-2 recipe (same choices)"),
+    stage1_recall: float = typer.Option(0.8, "--stage1-recall", help="target recall of stage 1 on validation"),
+    stage2_recall: float = typer.Option(0.8, "--stage2-recall", help="target recall of stage 2 on validation"),
+    validation_from: str = typer.Option("2018-01-01", "--validation-from", help="Matomo items created from this "
+                                        "date are validation (stage 1)"),
+    test_from: str = typer.Option("2020-01-01", "--test-from", help="... and from this date, held-out test"),
+    no_farsec: bool = typer.Option(False, "--no-farsec", help="stage 1 from Matomo only"),
+    farsec_negatives: int = typer.Option(3000, "--farsec-negatives", help="keep at most this many non-security "
+                                         "FARSEC reports, drawn at random (all 193 security ones are kept); 0 = all"),
+    seed: int = typer.Option(13, "--seed"),
+):
+    """Train the two-stage cascade from the label sources; prints and stores each stage's held-out figures."""
+    from .cascade import train_cascade
+
+    cascade = train_cascade(out_dir, data=data_dir, stage1_recipe=stage1, stage2_recipe=stage2,
+                            stage1_recall=stage1_recall, stage2_recall=stage2_recall, validation_from=validation_from,
+                            test_from=test_from, farsec=not no_farsec, max_farsec_negatives=farsec_negatives or None,
+                            seed=seed, log=lambda m: err.print(escape(m), highlight=False))
+    err.print(f"cascade {cascade.version} in {escape(str(out_dir))}; held-out figures in cascade.json")
+
+
+@vuln_app.command("scan")
+@friendly
+def scan_cmd(
+    manifest: List[Path] = typer.Option(..., "--manifest", help="requirements.txt, pyproject.toml, poetry.lock, "
+                                        "uv.lock, package.json, package-lock.json, go.mod, pom.xml, Cargo.lock, "
+                                        "Gemfile.lock; repeatable"),
+    db: str = DB,
+    report: List[Path] = typer.Option([], "--report", help="report file; the suffix picks the format "
+                                      "(.md, .html, .csv, .json, .sarif); repeatable"),
+    cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML file mapping packages to projects "
+                                           "(always wins over registries)"),
+    osv: Optional[Path] = typer.Option(None, "--osv", help="OSV export (folder of JSON files or a zip) to tell "
+                                       "known from new"),
+    osv_api: bool = typer.Option(False, "--osv-api", help="ask the OSV API online instead"),
+    offline: bool = typer.Option(False, "--offline", envvar="TRANSFERLAB_OFFLINE",
+                                 help="never ask package registries (mapping file and cache only)"),
+    since: Optional[str] = typer.Option(None, "--since", help="only records created or changed since this date "
+                                        "(daily runs)"),
+    fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 3 when there is an "
+                                         "early warning (for CI)"),
+):
+    """Score what the store holds about your dependencies and write a ranked report per dependency."""
+    from .advisories import AdvisoryIndex
+    from .mapping import RepositoryMapper
+    from .report import format_of, write
+    from .scan import scan
+    from .store import Store
+
+    for path in report:
+        format_of(path)  # a bad suffix fails before any work
+    model = _cascade(cascade)
+    mapper = RepositoryMapper(mapping, online=not offline)
+    store = Store.open(db)
+    advisories = None
+    if osv:
+        advisories = AdvisoryIndex.from_directory(osv)
+    elif osv_api:
+        from .dependencies import parse_manifest
+
+        deps = [d for m in manifest for d in parse_manifest(m).dependencies]
+        advisories = AdvisoryIndex.from_api(deps)
+    result = scan([str(m) for m in manifest], store, model, mapper, advisories, _since(since))
+    for path in report:
+        write(result, path)
+        err.print(f"wrote {escape(str(path))}")
+    _print_result(result)
+    if fail_on_warning and result.early_warnings:
+        raise typer.Exit(3)
+
+
+def _print_result(result) -> None:
+    from rich.table import Table
+
+    table = Table(title="flagged, per dependency", show_lines=False)
+    for col in ("dependency", "projects", "records", "flagged", "early warnings", "known advisories"):
+        table.add_column(col)
+    for dep in result.dependencies:
+        d = dep.dependency
+        table.add_row(escape(f"{d.ecosystem} {d.name} {d.version or d.spec or ''}"),
+                      escape(", ".join(dep.mapping.projects) or f"(not mapped: {dep.mapping.reason})"),
+                      str(dep.records), str(len(dep.items)), str(len(dep.early_warnings)),
+                      escape(", ".join(k["id"] for k in dep.known)))
+    out.print(table)
+    for problem in result.problems:
+        err.print(escape(f"manifest problem: {problem}"), highlight=False)
+    err.print(escape(result.summary()), highlight=False)
+
+
+@vuln_app.command("triage")
+@friendly
+def triage_cmd(
+    db: str = DB,
+    cascade: Optional[str] = typer.Option(None, "--cascade", help="whose flags to list (default: the cascade "
+                                          "version that scored most recently)"),
+    record: Optional[int] = typer.Option(None, "--record", help="record id (first column of the queue) to judge"),
+    verdict: Optional[str] = typer.Option(None, "--verdict", help="vulnerability | security-not-vuln | "
+                                          "not-security"),
+    comment: Optional[str] = typer.Option(None, "--comment", help="why (kept with the verdict)"),
+    reviewer: Optional[str] = typer.Option(None, "--reviewer", envvar="TRANSFERLAB_REVIEWER",
+                                           help="who judges (default: the login name)"),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="go through the queue, one prompt each"),
+    show_all: bool = typer.Option(False, "--all", help="list judged records too"),
+    limit: int = typer.Option(50, "--limit", help="rows to list"),
+):
+    """List the triage queue (flagged, not yet judged, most probable first), or store a verdict."""
+    import getpass
+
+    from .store import VERDICTS, Store
+
+    store = Store.open(db)
+    who = reviewer or getpass.getuser()
+    version = _cascade(cascade).version if cascade else store.latest_version()
+    if record is not None or verdict is not None:
+        if record is None or verdict is None:
+            raise typer.BadParameter("--record and --verdict go together")
+        vid = store.add_verdict(record, verdict, who, comment, version)
+        err.print(f"verdict {vid}: record {record} = {verdict} by {escape(who)}")
+        return
+    if version is None:
+        err.print("nothing scored yet: run `transferlab vuln scan` first")
+        return
+    rows = [r for r in store.scored(version, flagged_only=True) if show_all or r["verdict"] is None]
+    rows.sort(key=lambda r: -(r["stage1"] * (r["stage2"] or 0)))
+    if interactive:
+        keys = {"v": VERDICTS[0], "s": VERDICTS[1], "n": VERDICTS[2]}
+        for r in rows[:limit]:
+            out.rule(escape(f"record {r['id']}: {r['project']} {r['kind']}"))
+            out.print(escape(f"{r['title']}\n{r['url'] or ''}\nstage 1 {r['stage1']:.3f}  stage 2 {r['stage2']:.3f}"))
+            for s in (r["evidence"] or {}).get("sentences", []):
+                out.print(escape(f"  > {s['sentence'][:300]}"))
+            answer = typer.prompt("[v]ulnerability, [s]ecurity-not-vuln, [n]ot-security, s[k]ip, [q]uit",
+                                  default="k").strip().lower()
+            if answer == "q":
+                break
+            if answer in keys:
+                note = typer.prompt("comment", default="", show_default=False) or None
+                store.add_verdict(r["id"], keys[answer], who, note, version)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"triage queue ({len(rows)} record(s), cascade {version})")
+    for col in ("id", "project", "kind", "stage 1", "stage 2", "title", "url") + (("verdict",) if show_all else ()):
+        table.add_column(col, overflow="fold")
+    for r in rows[:limit]:
+        table.add_row(str(r["id"]), escape(r["project"]), r["kind"], f"{r['stage1']:.3f}", f"{r['stage2']:.3f}",
+                      escape((r["title"] or "")[:80]), escape(r["url"] or ""), *((r["verdict"] or "",) if show_all
+                                                                                 else ()))
+    out.print(table)
+    err.print("judge one: transferlab vuln triage --record ID --verdict vulnerability|security-not-vuln|not-security "
+              "[--comment TEXT]; or go through them with --interactive")
+
+
+@vuln_app.command("retrain")
+@friendly
+def retrain_cmd(
+    out_dir: Path = typer.Option(..., "--out", help="folder for the retrained cascade"),
+    db: str = DB,
+    cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the original label sources"),
+    holdout: float = typer.Option(0.3, "--holdout", help="share of the verdicts kept out of training to measure "
+                                  "before/after"),
+    verdict_weight: int = typer.Option(3, "--verdict-weight", help="each verdict counts this many times in "
+                                       "training"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train the cascade again on the original data plus the triage verdicts; report before/after on held-out
+    data (the original test parts, and verdicts kept out of training)."""
+    from .retrain import retrain
+    from .store import Store
+
+    report = retrain(_cascade(cascade), Store.open(db), out_dir, data=data_dir, holdout=holdout,
+                     verdict_weight=verdict_weight, log=lambda m: err.print(escape(m), highlight=False))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        from .retrain import table
+
+        out.print(table(report))
+        err.print(f"retrained cascade {report['after_version']} in {escape(str(out_dir))} (report: retrain.json)")
+
+
+@vuln_app.command("demo")
+@friendly
+def demo_cmd(
+    out_dir: Path = typer.Option(Path("runs/vuln-demo"), "--out", help="folder for the database and the reports"),
+    cascade: Optional[str] = typer.Option(None, "--cascade", help="use this cascade instead of the shipped one"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="label sources for training the demo cascade"),
+    fixtures: Optional[Path] = typer.Option(None, "--fixtures", help="the fixtures folder (default "
+                                            "../shared/data/fixtures)"),
+    retrain_cascade: bool = typer.Option(False, "--retrain", help="train a cascade from the label sources (about "
+                                         "15 minutes on 2 CPU cores) and use it from then on"),
+):
+    """Offline, end to end, on an embedded SQLite store: a demo manifest -> repositories -> the fixtures ingested
+    -> scored -> reports (Markdown, HTML, CSV, JSON, SARIF) in --out."""
+    from .demo import run_demo
+
+    result = run_demo(out_dir, cascade=cascade, data=data_dir, fixtures=fixtures, retrain=retrain_cascade,
+                      log=lambda m: err.print(escape(m), highlight=False))
+    _print_result(result)
+    err.print(f"reports: {escape(str(out_dir))}/report.{{md,html,csv,json,sarif}}")
+
+
+@vuln_app.command("benchmark")
+@friendly
+def benchmark_cmd(
+    cascade: str = typer.Option(..., "--cascade", help="cascade folder from `transferlab vuln train`"),
+    out_dir: Path = typer.Option(Path("benchmarks/vuln"), "--out", help="where results.{json,md} and the plot go"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources"),
+    max_throughput: Optional[int] = typer.Option(None, "--max-throughput", help="items for the throughput run "
+                                                 "(default: the whole test period)"),
+):
+    """Held-out figures of both stages (Matomo by time for stage 1), the whole cascade on the test period, and
+    ingest + scoring throughput on this machine."""
+    from .benchmark import run
+
+    result = run(cascade, out_dir, data=data_dir, max_throughput=max_throughput,
+                 log=lambda m: err.print(escape(m), highlight=False))
+    out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    for w in result.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {escape(w)}")

@@ -12,6 +12,13 @@ product or project key for Bugzilla and JIRA.  The user file (TOML) may map one 
     django = "https://github.com/django/django"
     [npm]
     lodash = ["lodash/lodash", "lodash-users@googlegroups.com"]
+    [PyPI."qemu.qmp"]
+    projects = ["qemu-project/python-qemu-qmp", "oss-security.lists.openwall.com"]
+    mentions = ["qemu"]
+
+The table form adds ``mentions``: a record that reaches the package through a shared target (a mailing list,
+a tracker product: anything that is not an ``owner/name`` repository) is linked only when its text names one
+of them, as a word; a repository's own records are always linked.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class Mapping:
     projects: list[str] = field(default_factory=list)
     provenance: str = ""
     reason: str | None = None  # why nothing was found, when nothing was
+    mentions: list[str] = field(default_factory=list)  # words a shared target's record must contain
 
     @property
     def found(self) -> bool:
@@ -79,23 +87,38 @@ def _key(ecosystem: str, package: str) -> str:
     return f"{canonical.lower()}:{normalise_name(canonical, package)}"
 
 
-def read_user_file(path: str | Path) -> dict[str, list[str]]:
+def is_repository(project: str) -> bool:
+    """``owner/name`` (a repository) rather than a list id, a product or a project key."""
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", project))
+
+
+def read_user_file(path: str | Path) -> dict[str, dict]:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MappingFileError("no such file", where=str(path)) from None
     except tomllib.TOMLDecodeError as err:
         raise MappingFileError(f"not valid TOML: {err}", where=str(path)) from None
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict] = {}
     for ecosystem, table in data.items():
         if not isinstance(table, dict):
             raise MappingFileError(f"[{ecosystem}] must be a table of package = target(s)", where=str(path))
         for package, target in table.items():
+            mentions: list = []
+            if isinstance(target, dict):
+                unknown = set(target) - {"projects", "mentions"}
+                if unknown or "projects" not in target:
+                    raise MappingFileError(f"{ecosystem}.{package}: a table has `projects` (and optionally "
+                                           f"`mentions`); found {sorted(target)}", where=str(path))
+                mentions = target.get("mentions", [])
+                target = target["projects"]
             targets = [target] if isinstance(target, str) else target
             if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
                 raise MappingFileError(f"{ecosystem}.{package}: a target is a string or a list of strings",
                                        where=str(path))
-            out[_key(ecosystem, package)] = [project_of(t) for t in targets]
+            if not isinstance(mentions, list) or not all(isinstance(m, str) and m.strip() for m in mentions):
+                raise MappingFileError(f"{ecosystem}.{package}: mentions must be a list of words", where=str(path))
+            out[_key(ecosystem, package)] = {"projects": [project_of(t) for t in targets], "mentions": mentions}
     return out
 
 
@@ -134,7 +157,9 @@ class RepositoryMapper:
     def map(self, dep: Dependency) -> Mapping:
         key = _key(dep.ecosystem, dep.name)
         if key in self.user:
-            return Mapping(dep.ecosystem, dep.name, self.user[key], f"user mapping file {self.user_file}")
+            entry = self.user[key]
+            return Mapping(dep.ecosystem, dep.name, entry["projects"], f"user mapping file {self.user_file}",
+                           mentions=entry["mentions"])
         if dep.ecosystem == "Go":
             project = self._go(dep.name)
             if project:

@@ -94,6 +94,33 @@ skips = sa.Table(
     sa.Index("ix_skips_source_key", "source_key"),
 )
 
+scores = sa.Table(
+    "scores", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Integer, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("cascade_version", sa.String(64), nullable=False),
+    sa.Column("stage1", sa.Float, nullable=False),
+    sa.Column("stage2", sa.Float),
+    sa.Column("flagged", sa.Boolean, nullable=False),
+    sa.Column("evidence", JSONType, nullable=False),
+    sa.Column("scored_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("record_id", "cascade_version", name="uq_scores_record_version"),
+    sa.Index("ix_scores_flagged", "cascade_version", "flagged"),
+)
+
+VERDICTS = ("vulnerability", "security-not-vuln", "not-security")
+verdicts = sa.Table(
+    "verdicts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Integer, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("verdict", sa.String(32), nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("reviewer", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("cascade_version", sa.String(64)),
+    sa.Index("ix_verdicts_record", "record_id"),
+)
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -222,6 +249,10 @@ class Store:
                     del row["first_seen"]
                     conn.execute(records.update().where(records.c.source == source,
                                                         records.c.native_id == record.native_id).values(**row))
+                if newer:  # the text changed: its scores are stale and it is scored again on the next scan
+                    ids = sa.select(records.c.id).where(records.c.source == source,
+                                                        records.c.native_id.in_([r.native_id for r in newer]))
+                    conn.execute(scores.delete().where(scores.c.record_id.in_(ids)))
                 replaced = {r.native_id for r in newer}
                 same = [r.native_id for r in chunk if r.native_id in stored and r.native_id not in replaced]
                 if same:  # read again unchanged: only when it was last seen moves, in one statement
@@ -278,3 +309,101 @@ class Store:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for row in result:
                 yield dict(row._mapping)
+
+    def records_by_id(self, ids: list[int]) -> dict[int, dict]:
+        out: dict[int, dict] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(records).where(records.c.id.in_(ids[start:start + 500]))
+                out.update({row.id: dict(row._mapping) for row in conn.execute(query)})
+        return out
+
+    # ---- scores ----------------------------------------------------------------------------------------------
+    def unscored(self, version: str, projects: list[str] | None = None, since: datetime | None = None,
+                 batch_size: int = 1000) -> Iterator[dict]:
+        """Records (of these projects, changed since) that this cascade version has not scored yet."""
+        done = sa.select(scores.c.record_id).where(scores.c.cascade_version == version)
+        query = sa.select(records).where(records.c.id.not_in(done)).order_by(records.c.id)
+        query = _where_projects_since(query, projects, since)
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=batch_size).execute(query):
+                yield dict(row._mapping)
+
+    def count_unscored(self, version: str, projects: list[str] | None = None, since: datetime | None = None) -> int:
+        done = sa.select(scores.c.record_id).where(scores.c.cascade_version == version)
+        query = sa.select(sa.func.count()).select_from(records).where(records.c.id.not_in(done))
+        query = _where_projects_since(query, projects, since)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def latest_version(self) -> str | None:
+        """The cascade version that scored most recently (what triage lists by default)."""
+        query = sa.select(scores.c.cascade_version).order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def write_scores(self, version: str, rows: list[dict]) -> int:
+        """``rows``: record_id, stage1, stage2, flagged, evidence.  A record already scored by this version is
+        replaced (one row per record and version)."""
+        if not rows:
+            return 0
+        now = _now()
+        with self.engine.begin() as conn:
+            ids = [r["record_id"] for r in rows]
+            conn.execute(scores.delete().where(scores.c.cascade_version == version, scores.c.record_id.in_(ids)))
+            conn.execute(scores.insert(), [{**r, "cascade_version": version, "scored_at": now} for r in rows])
+        return len(rows)
+
+    def scored(self, version: str, projects: list[str] | None = None, since: datetime | None = None,
+               flagged_only: bool = False) -> list[dict]:
+        """Scored records joined with their score (and latest verdict, if any), newest first."""
+        latest = (sa.select(verdicts.c.record_id, sa.func.max(verdicts.c.id).label("vid"))
+                  .group_by(verdicts.c.record_id).subquery())
+        query = (sa.select(records, scores.c.stage1, scores.c.stage2, scores.c.flagged, scores.c.evidence,
+                           scores.c.scored_at, verdicts.c.verdict, verdicts.c.reviewer,
+                           verdicts.c.comment.label("verdict_comment"), verdicts.c.created_at.label("verdict_at"))
+                 .join(scores, scores.c.record_id == records.c.id)
+                 .outerjoin(latest, latest.c.record_id == records.c.id)
+                 .outerjoin(verdicts, verdicts.c.id == latest.c.vid)
+                 .where(scores.c.cascade_version == version))
+        if flagged_only:
+            query = query.where(scores.c.flagged.is_(True))
+        query = _where_projects_since(query, projects, since)
+        query = query.order_by(sa.func.coalesce(records.c.updated_at, records.c.created_at).desc(), records.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # ---- verdicts --------------------------------------------------------------------------------------------
+    def add_verdict(self, record_id: int, verdict: str, reviewer: str, comment: str | None = None,
+                    cascade_version: str | None = None) -> int:
+        if verdict not in VERDICTS:
+            raise StoreError(f"unknown verdict {verdict!r}", hint=f"one of {', '.join(VERDICTS)}")
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a verdict needs a reviewer", hint="--reviewer NAME, or $TRANSFERLAB_REVIEWER")
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(records.c.id).where(records.c.id == record_id)).scalar_one_or_none() is None:
+                raise StoreError(f"no record with id {record_id}", where=self.url,
+                                 hint="ids are the first column of `transferlab vuln triage`")
+            result = conn.execute(verdicts.insert().values(
+                record_id=record_id, verdict=verdict, reviewer=reviewer.strip(), comment=comment,
+                created_at=_now(), cascade_version=cascade_version))
+            return int(result.inserted_primary_key[0])
+
+    def verdicts(self, latest_only: bool = True) -> list[dict]:
+        """Verdicts with their record's text; ``latest_only`` keeps each record's most recent verdict."""
+        query = (sa.select(verdicts, records.c.title, records.c.body, records.c.project, records.c.kind,
+                           records.c.url, records.c.created_at.label("record_created_at"))
+                 .join(records, records.c.id == verdicts.c.record_id).order_by(verdicts.c.id))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        if latest_only:
+            rows = list({r["record_id"]: r for r in rows}.values())
+        return rows
+
+
+def _where_projects_since(query, projects, since):
+    if projects is not None:
+        query = query.where(sa.func.lower(records.c.project).in_([p.lower() for p in projects]))
+    if since is not None:
+        query = query.where(sa.func.coalesce(records.c.updated_at, records.c.created_at) >= since)
+    return query

@@ -1,0 +1,199 @@
+"""``transferlab vuln benchmark``: how good and how fast the cascade is, measured on held-out data.
+
+- Stage 1 on Matomo split by time (trained before ``validation_from``, thresholds chosen on the validation years,
+  measured on the items created from ``test_from`` on): PR-AUC, recall at 1% false-positive rate, precision,
+  recall and F1 at the chosen threshold.  These figures come from the cascade's own record (``cascade.json``),
+  written when it was trained; the benchmark recomputes them from the models and checks they agree.
+- Stage 2 on its held-out part (grouped by vulnerability), with the share flagged per label source.
+- The whole cascade on the Matomo test period: how many items it flags and what share of them the maintainers
+  labelled security.
+- Throughput: the Matomo test period written as a GH Archive hour (one IssuesEvent per item), ingested by the real
+  connector into a fresh SQLite store, then scored the way ``scan`` scores (stage 1 for all, stage 2 for what
+  passes, evidence for what is flagged): records per second for each step, on this machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import labels as L
+from .cascade import Cascade
+
+
+def _matomo_events(frame, path: Path) -> int:
+    """The Matomo items as IssuesEvents in one GH Archive-format hour file."""
+    n = 0
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for _, r in frame.iterrows():
+            when = r["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
+            issue = {"number": int(r["number"]), "title": str(r["title"] if isinstance(r["title"], str) else ""),
+                     "body": r["body"] if isinstance(r["body"], str) else "", "state": r.get("state") or "open",
+                     "html_url": f"https://github.com/matomo-org/matomo/issues/{int(r['number'])}",
+                     "user": {"login": "someone"}, "labels": [], "created_at": when, "updated_at": when}
+            fh.write(json.dumps({"id": str(n), "type": "IssuesEvent", "created_at": when,
+                                 "repo": {"name": "matomo-org/matomo"},
+                                 "payload": {"action": "opened", "issue": issue}}) + "\n")
+            n += 1
+    return n
+
+
+def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[str], None] = print,
+        max_throughput: int | None = None) -> dict:
+    from ..models.classifier import environment
+    from .cascade import _held_out
+    from .ingest import ingest
+    from .scan import score_pending
+    from .sources.gharchive import GHArchiveConnector
+    from .store import Store
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cascade = Cascade.load(cascade_dir)
+    info = cascade.info
+    split = info["stage1"]["labels"]
+    p1 = L.stage1(data, validation_from=split["validation_from"], test_from=split["test_from"], farsec=False)
+    p2 = L.stage2(data)
+    log("stage 1 on the Matomo test period, stage 2 on its held-out part")
+    result = {"cascade": {"version": cascade.version, "models": cascade.models, "trained_at": info.get("trained_at"),
+                          "train_seconds": {s: info[s]["train_seconds"] for s in ("stage1", "stage2")}},
+              "split": split, "stage2_split": info["stage2"]["labels"], "environment": environment()}
+    result["stage1"] = _held_out(cascade.stage1, p1.test, L.SECURITY)
+    result["stage1_validation"] = info["stage1"]["validation"]
+    result["stage2"] = _held_out(cascade.stage2, p2.test, L.VULNERABILITY)
+    result["counts"] = {"stage1": p1.counts(), "stage2": p2.counts()}
+    for stage in ("stage1", "stage2"):
+        recorded = info[stage]["test"].get("pr_auc")
+        if recorded is not None and abs(recorded - result[stage]["pr_auc"]) > 1e-6:
+            result.setdefault("warnings", []).append(f"{stage} PR-AUC recomputed {result[stage]['pr_auc']:.6f} "
+                                                     f"differs from cascade.json {recorded:.6f}")
+    # the whole cascade on the test period, against the maintainers' security label
+    s = cascade.score(p1.test.texts)
+    truth = np.array([y == L.SECURITY for y in p1.test.labels])
+    flagged = s["flagged"]
+    result["cascade_on_matomo_test"] = {
+        "items": int(len(truth)), "security_labelled": int(truth.sum()), "passed_stage1": int(s["passed1"].sum()),
+        "flagged": int(flagged.sum()), "flagged_security_labelled": int((flagged & truth).sum()),
+        "share_of_flagged_security_labelled": round(float(truth[flagged].mean()), 4) if flagged.any() else None,
+        "flagged_titles": [p1.test.texts[i].split("\n")[0][:120] for i in np.flatnonzero(flagged)[:25]]}
+    # throughput: ingest, then score, the test period as a GH Archive hour
+    frame = L.read_matomo(L.data_dir(data))
+    import pandas as pd
+
+    frame = frame[frame["created_at"] >= pd.Timestamp(split["test_from"], tz="UTC")]
+    if max_throughput:
+        frame = frame.head(max_throughput)
+    work = out / "throughput"
+    work.mkdir(exist_ok=True)
+    hour = work / "matomo-test-period.json.gz"
+    n_events = _matomo_events(frame, hour)
+    db = work / "bench.db"
+    if db.exists():
+        db.unlink()
+    store = Store.open(f"sqlite:///{db}")
+    log(f"throughput: ingesting {n_events} events")
+    started = time.perf_counter()
+    rep = ingest(GHArchiveConnector([hour]), store, progress=True)
+    ingest_s = time.perf_counter() - started
+    log(f"throughput: scoring {rep.new} records (with an empty embedding cache: these texts were encoded above)")
+    import os
+    import tempfile
+
+    before = os.environ.get("TRANSFERLAB_CACHE")
+    with tempfile.TemporaryDirectory() as empty:
+        os.environ["TRANSFERLAB_CACHE"] = empty
+        try:
+            scored, score_s = score_pending(store, Cascade.load(cascade_dir), None, None, progress=True)
+        finally:
+            if before is None:
+                os.environ.pop("TRANSFERLAB_CACHE", None)
+            else:
+                os.environ["TRANSFERLAB_CACHE"] = before
+    result["throughput"] = {"events": n_events, "records_ingested": rep.new, "ingest_seconds": round(ingest_s, 2),
+                            "ingest_records_per_s": round(rep.new / ingest_s, 1),
+                            "records_scored": scored, "score_seconds": round(score_s, 2),
+                            "score_records_per_s": round(scored / score_s, 1) if score_s else None,
+                            "end_to_end_records_per_s": round(scored / (ingest_s + score_s), 1),
+                            "device": str(cascade.stage1.device_)}
+    hour.unlink()
+    db.unlink()
+    _plot(cascade, p1.test, p2.test, out / "pr_curves.png")
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    (out / "results.md").write_text(markdown(result), encoding="utf-8")
+    return result
+
+
+def _plot(cascade: Cascade, test1, test2, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, stage, ex, pos, title in ((axes[0], 1, test1, L.SECURITY, "stage 1: security (Matomo test period)"),
+                                      (axes[1], 2, test2, L.VULNERABILITY, "stage 2: vulnerability (held out)")):
+        score = cascade._p(stage, ex.texts)
+        truth = np.array([y == pos for y in ex.labels])
+        precision, recall, _ = precision_recall_curve(truth, score)
+        ax.plot(recall, precision)
+        thr = cascade.threshold(stage)
+        called = score >= thr
+        ax.scatter([truth[called].sum() / max(truth.sum(), 1)], [truth[called].mean() if called.any() else 0],
+                   color="red", zorder=3, label=f"threshold {thr:.3f}")
+        ax.axhline(truth.mean(), color="grey", ls=":", label=f"prevalence {truth.mean():.3f}")
+        ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def markdown(r: dict) -> str:
+    hw = r["environment"]["hardware"]
+    m = r["cascade"]["models"]
+    s1, s2, c, t = r["stage1"], r["stage2"], r["cascade_on_matomo_test"], r["throughput"]
+    lines = [
+        "# Vulnerability early warning: cascade benchmark", "",
+        f"Cascade `{r['cascade']['version']}`: stage 1 `{m['stage1']['id']}` (threshold {m['stage1']['threshold']:.4f}, "
+        f"{m['stage1']['rule']} on validation), stage 2 `{m['stage2']['id']}` (threshold {m['stage2']['threshold']:.4f}, "
+        f"{m['stage2']['rule']}).  Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
+        f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}.", "",
+        "## Stage 1: security-relevant (Matomo, split by time)", "",
+        f"Train: Matomo before {r['split']['validation_from']}" + (" + FARSEC Chromium" if r["split"]["farsec"] else "")
+        + f"; thresholds on {r['split']['validation_from']} to {r['split']['test_from']}; test from "
+        f"{r['split']['test_from']}: {s1['n']} items, {s1['positives']} labelled security ({_pct(s1['prevalence'])}%).",
+        "", "| set | PR-AUC | ROC-AUC | recall@1%FPR | precision | recall | F1 | FPR |", "|---|---|---|---|---|---|---|---|"]
+    for name, x in (("validation (threshold chosen here)", r["stage1_validation"]), ("**test**", s1)):
+        lines.append(f"| {name} | {x['pr_auc']:.3f} | {x['roc_auc']:.3f} | {_pct(x['recall_at_1pct_fpr'])} | "
+                     f"{_pct(x['precision'])} | {_pct(x['recall'])} | {_pct(x['f1'])} | {_pct(x['fpr'])} |")
+    lines += ["", "## Stage 2: probable vulnerability (held-out part, grouped by vulnerability)", "",
+              f"Test: {s2['n']} items, {s2['positives']} vulnerabilities.", "",
+              "| PR-AUC | ROC-AUC | recall@1%FPR | precision | recall | F1 | FPR |", "|---|---|---|---|---|---|---|",
+              f"| {s2['pr_auc']:.3f} | {s2['roc_auc']:.3f} | {_pct(s2['recall_at_1pct_fpr'])} | {_pct(s2['precision'])} "
+              f"| {_pct(s2['recall'])} | {_pct(s2['f1'])} | {_pct(s2['fpr'])} |", "",
+              "Share called a vulnerability, per label source (test part):", "",
+              "| source | label | n | called vulnerability |", "|---|---|---|---|"]
+    for origin, x in s2.get("per_origin", {}).items():
+        lines.append(f"| {origin} | {x['label']} | {x['n']} | {_pct(x['flagged_share'])}% |")
+    lines += ["", "## The whole cascade on the Matomo test period", "",
+              f"{c['items']} items; {c['passed_stage1']} pass stage 1; {c['flagged']} flagged; "
+              f"{c['flagged_security_labelled']} of those carry the maintainers' security label "
+              f"({_pct(c['share_of_flagged_security_labelled'])}%).", "",
+              "## Throughput (this machine)", "",
+              f"- ingest (GH Archive hour of {t['events']} IssuesEvents -> SQLite): {t['ingest_records_per_s']} records/s",
+              f"- scoring (stage 1 for all, stage 2 for what passes, evidence for what is flagged): "
+              f"{t['score_records_per_s']} records/s", f"- end to end: {t['end_to_end_records_per_s']} records/s", "",
+              "![precision-recall curves](pr_curves.png)", ""]
+    if r.get("warnings"):
+        lines += ["Warnings:"] + [f"- {w}" for w in r["warnings"]]
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""The two-stage cascade: security-relevant? then probable vulnerability?  Both stages are TransferLab models.
+
+Each stage's threshold is chosen on its validation part for a target recall (``recall:0.8`` by default for both)
+and stored in the model; a record is flagged when it passes both.  A flagged record carries both scores, the model versions, the CVE/GHSA/CWE ids found in its text
+and the sentences that weighed most: each sentence is left out in turn and the drop in the stage-2 score is its
+weight (occlusion; model-agnostic, and it only runs for flagged records).
+
+A cascade folder holds ``stage1/`` and ``stage2/`` (ordinary TransferLab model folders, weights hashed) and
+``cascade.json`` (version, thresholds, label sources, split, held-out metrics of each stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ConfigError, ModelFileError
+from ..models.classifier import TextClassifier
+from . import labels as L
+
+# Recipes: how each stage can be trained (any TransferLab family).  The default is the frozen MiniLM sentence
+# encoder with a logistic-regression head for both stages, with the same encoder settings: a record is encoded
+# once (the embedding cache serves stage 2), so stage 2 costs almost nothing, and a saved stage is only its head
+# (a few kB; the encoder is resolved again and checked by SHA-256 at load).  On the Matomo time split the GloVe
+# deep averaging network reached PR-AUC 0.10 against MiniLM's 0.22 (benchmarks/vuln/NOTES.md): faster, weaker.
+RECIPES: dict[str, dict] = {
+    "glove-dan": {"encoder": "glove-50d", "head": "dan", "max_length": 256, "epochs": 8, "patience": 2,
+                  "metric": "pr_auc", "loss": "focal", "class_weight": "auto"},
+    "glove-cnn": {"encoder": "glove-50d", "head": "cnn", "max_length": 256, "epochs": 6, "patience": 2,
+                  "metric": "pr_auc", "class_weight": "auto"},
+    "glove-bigru": {"encoder": "glove-50d", "head": "bigru", "max_length": 256, "epochs": 5, "patience": 2,
+                    "metric": "pr_auc", "class_weight": "auto"},
+    "minilm-frozen": {"encoder": "minilm", "strategy": "frozen", "max_length": 128, "truncation": "head+tail",
+                      "head_solver": "lbfgs", "class_weight": "auto"},
+    "minilm-finetune": {"encoder": "minilm", "strategy": "finetune", "max_length": 256, "truncation": "head+tail",
+                        "epochs": 2, "metric": "pr_auc", "class_weight": "auto"},
+}
+DEFAULT_STAGE1, DEFAULT_STAGE2 = "minilm-frozen", "minilm-frozen"
+STAGES = {1: (L.SECURITY, "security-relevant"), 2: (L.VULNERABILITY, "probable vulnerability")}
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#>|])")
+
+
+def split_sentences(text: str, limit: int = 40) -> list[str]:
+    parts = [p.strip() for p in _SENTENCE.split(text or "") if p and p.strip()]
+    return [p for p in parts if len(p) > 2][:limit]
+
+
+def recipe(name: str) -> dict:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown stage recipe {name!r}", hint=f"one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name])
+
+
+def _short(sha: str | None) -> str:
+    return (sha or "unsaved")[:12]
+
+
+@dataclass
+class Cascade:
+    stage1: TextClassifier
+    stage2: TextClassifier
+    info: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def version(self) -> str:
+        return self.info["version"]
+
+    @property
+    def models(self) -> dict:
+        return self.info["models"]
+
+    def threshold(self, stage: int) -> float:
+        return float((self.stage1 if stage == 1 else self.stage2).decision_["threshold"]["threshold"])
+
+    # ------------------------------------------------------------------ scoring
+    def _p(self, stage: int, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        model = self.stage1 if stage == 1 else self.stage2
+        if not texts:
+            return np.zeros(0, np.float32)
+        proba = model.predict_proba(texts, show_progress=show_progress)
+        return proba[:, model.labels_.index(STAGES[stage][0])]
+
+    def score(self, texts: list[str], show_progress: bool = False) -> dict[str, np.ndarray]:
+        """Stage-1 score for every text; stage-2 score for those that pass stage 1 (NaN for the rest)."""
+        texts = [t if t.strip() else "(empty)" for t in texts]
+        p1 = self._p(1, texts, show_progress)
+        passed = p1 >= self.threshold(1)
+        p2 = np.full(len(texts), np.nan, np.float32)
+        idx = np.flatnonzero(passed)
+        if len(idx):
+            p2[idx] = self._p(2, [texts[i] for i in idx])
+        flagged = passed & (np.nan_to_num(p2, nan=-1.0) >= self.threshold(2))
+        return {"stage1": p1, "stage2": p2, "passed1": passed, "flagged": flagged}
+
+    def explain(self, text: str, top: int = 3, stage: int = 2) -> list[dict]:
+        """The sentences that weigh most for the stage's score: each left out in turn, its weight is the drop in
+        the score (occlusion).  When the score is saturated and no single sentence moves it, each sentence is
+        scored alone instead (``method`` says which)."""
+        sentences = split_sentences(text)
+        if len(sentences) <= 1:
+            return [{"sentence": s[:400], "weight": None, "method": "whole text"} for s in sentences]
+        full = float(self._p(stage, [text])[0])
+        variants = [" ".join(sentences[:i] + sentences[i + 1:]) for i in range(len(sentences))]
+        weights, method = full - self._p(stage, variants), "occlusion"
+        if weights.max() <= 1e-6:
+            weights, method = self._p(stage, sentences), "sentence alone"
+        order = np.argsort(-weights, kind="stable")
+        return [{"sentence": sentences[i][:400], "weight": round(float(weights[i]), 4), "method": method}
+                for i in order[:top] if weights[i] > 0]
+
+    def score_records(self, rows: list[dict], show_progress: bool = False) -> list[dict]:
+        """Store rows -> score rows (record_id, stage1, stage2, flagged, evidence)."""
+        texts = [L.issue_text(r.get("title"), r.get("body")) for r in rows]
+        s = self.score(texts, show_progress=show_progress)
+        out = []
+        for i, row in enumerate(rows):
+            refs = row.get("refs") or row.get("references") or {}
+            evidence = {"models": self.models, "ids": {k: refs.get(k, []) for k in ("cve", "ghsa", "cwe")
+                                                       if refs.get(k)}}
+            if s["flagged"][i]:
+                evidence["sentences"] = self.explain(texts[i])
+            stage2 = None if np.isnan(s["stage2"][i]) else round(float(s["stage2"][i]), 6)
+            out.append({"record_id": row["id"], "stage1": round(float(s["stage1"][i]), 6), "stage2": stage2,
+                        "flagged": bool(s["flagged"][i]), "evidence": evidence})
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.stage1.save(folder / "stage1")
+        self.stage2.save(folder / "stage2")
+        self.info.update(_identity(folder, self.stage1, self.stage2, self.info.get("recipes", {})))
+        (folder / "cascade.json").write_text(json.dumps(self.info, indent=2, default=str), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Cascade":
+        folder = Path(folder)
+        meta = folder / "cascade.json"
+        if not meta.is_file():
+            raise ModelFileError("cascade.json is missing: this is not a cascade folder", where=str(folder),
+                                 hint="train one with `transferlab vuln train --out FOLDER`")
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"cascade.json is not valid JSON ({exc})", where=str(meta)) from None
+        stage1 = TextClassifier.load(folder / "stage1")  # each load re-checks its weights' SHA-256
+        stage2 = TextClassifier.load(folder / "stage2")
+        found = _identity(folder, stage1, stage2, info.get("recipes", {}))
+        if found["version"] != info.get("version") or found["models"] != info.get("models"):
+            raise ModelFileError("the stage models are not the ones this cascade.json describes "
+                                 f"(version {found['version']} != {info.get('version')})", where=str(folder))
+        return cls(stage1, stage2, info)
+
+
+def _identity(folder: Path, stage1: TextClassifier, stage2: TextClassifier, recipes: dict) -> dict:
+    models = {}
+    for n, model in ((1, stage1), (2, stage2)):
+        cfg = json.loads((folder / f"stage{n}" / "config.json").read_text(encoding="utf-8"))
+        sha = (cfg.get("weights") or {}).get("model.safetensors")
+        thr = model.decision_["threshold"]
+        models[f"stage{n}"] = {"recipe": recipes.get(f"stage{n}"), "weights_sha256": sha,
+                               "id": f"{recipes.get(f'stage{n}', 'model')}@{_short(sha)}",
+                               "threshold": thr["threshold"], "rule": thr["rule"], "positive": thr["positive"]}
+    digest = hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()
+    return {"models": models, "version": f"cascade-{digest[:12]}"}
+
+
+def _held_out(model: TextClassifier, examples, positive: str) -> dict:
+    from ..evaluation.metrics import classification_report
+
+    proba = model.predict_proba(examples)
+    j = model.labels_.index(positive)
+    report = classification_report(examples.labels, proba, model.labels_, multilabel=False,
+                                   predictions=model.decode(proba), positive=positive)
+    imb = report["imbalance"]
+    at_fpr = imb.get("recall_at_fpr") or {}
+    out = {"n": report["n"], "positives": imb["support"], "prevalence": round(imb["prevalence"], 5),
+           "pr_auc": imb["pr_auc"], "roc_auc": report.get("roc_auc"), "recall": imb["pd"], "fpr": imb["pf"],
+           "precision": imb["precision"], "f1": imb["f1"], "mcc": imb["mcc"],
+           "recall_at_1pct_fpr": at_fpr.get("0.01"), "recall_at_5pct_fpr": at_fpr.get("0.05"),
+           "ece": (report.get("calibration") or {}).get("ece"),
+           "threshold": model.decision_["threshold"]["threshold"]}
+    origins = examples.columns.get("origin")
+    if origins:  # recall (or false-positive rate) per label source: where the model is weak
+        pred = proba[:, j] >= model.decision_["threshold"]["threshold"]
+        per = {}
+        for origin in sorted(set(origins)):
+            idx = [i for i, o in enumerate(origins) if o == origin]
+            truth = [examples.labels[i] == positive for i in idx]
+            per[origin] = {"n": len(idx), "flagged_share": round(float(np.mean(pred[idx])), 4),
+                           "label": positive if all(truth) else "other" if not any(truth) else "mixed"}
+        out["per_origin"] = per
+    return out
+
+
+def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: float, seed: int = 13,
+                out_dir: Path | None = None, extra=None) -> tuple[TextClassifier, dict]:
+    """Fit one stage on its train part (plus ``extra`` examples, e.g. triage verdicts), choose its threshold on
+    validation for the target recall, and measure it on the held-out test part."""
+    positive = STAGES[stage][0]
+    options = recipe(recipe_name)
+    model = TextClassifier(**options, threshold=f"recall:{target_recall}", positive=positive,
+                           calibration="temperature", seed=seed)
+    train = parts.train if extra is None or len(extra) == 0 else _concat(parts.train, extra)
+    started = time.perf_counter()
+    model.fit(train, validation=parts.validation, out_dir=out_dir, save_model=False)
+    seconds = time.perf_counter() - started
+    test = _held_out(model, parts.test, positive)
+    validation = _held_out(model, parts.validation, positive)
+    return model, {"recipe": recipe_name, "target_recall": target_recall, "train_seconds": round(seconds, 1),
+                   "counts": parts.counts(), "n_extra": 0 if extra is None else len(extra),
+                   "labels": parts.description, "validation": validation, "test": test}
+
+
+def _concat(a, b):
+    from ..data.records import Examples
+
+    origin_a = a.columns.get("origin") or ["?"] * len(a)
+    origin_b = b.columns.get("origin") or ["?"] * len(b)
+    return Examples(texts=a.texts + b.texts, labels=list(a.labels) + list(b.labels), origins=a.origins + b.origins,
+                    columns={"origin": origin_a + origin_b}, source=f"{a.source}+{b.source}")
+
+
+def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_recipe: str = DEFAULT_STAGE1,
+                  stage2_recipe: str = DEFAULT_STAGE2, stage1_recall: float = 0.8, stage2_recall: float = 0.8,
+                  validation_from: str = "2018-01-01", test_from: str = "2020-01-01", farsec: bool = True,
+                  max_farsec_negatives: int | None = 3000, seed: int = 13, extra: dict | None = None,
+                  log: Callable[[str], None] = print) -> Cascade:
+    """Train both stages from the label sources (see :mod:`labels`) and save the cascade in ``out``."""
+    out = Path(out)
+    started = time.perf_counter()
+    log(f"stage 1 data: Matomo by time (validation from {validation_from}, test from {test_from})"
+        + (" + FARSEC Chromium" if farsec else ""))
+    p1 = L.stage1(data, validation_from=validation_from, test_from=test_from, farsec=farsec,
+                  max_farsec_negatives=max_farsec_negatives, seed=seed)
+    log(f"  {p1.counts()}")
+    log(f"stage 1: training {stage1_recipe} (threshold for recall {stage1_recall} on validation)")
+    m1, r1 = train_stage(p1, 1, stage1_recipe, stage1_recall, seed, out / "stage1", (extra or {}).get(1))
+    log(f"  held-out test: PR-AUC {r1['test'].get('pr_auc', float('nan')):.3f}, "
+        f"recall {r1['test'].get('recall', float('nan')):.3f}, precision {r1['test'].get('precision', float('nan')):.3f}")
+    p2 = L.stage2(data, seed=seed)
+    log(f"stage 2 data: {p2.counts()}")
+    log(f"stage 2: training {stage2_recipe} (threshold for recall {stage2_recall} on validation)")
+    m2, r2 = train_stage(p2, 2, stage2_recipe, stage2_recall, seed, out / "stage2", (extra or {}).get(2))
+    log(f"  held-out test: PR-AUC {r2['test'].get('pr_auc', float('nan')):.3f}, "
+        f"recall {r2['test'].get('recall', float('nan')):.3f}, precision {r2['test'].get('precision', float('nan')):.3f}")
+    info = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "recipes": {"stage1": stage1_recipe, "stage2": stage2_recipe},
+            "stage1": r1, "stage2": r2, "seconds": round(time.perf_counter() - started, 1),
+            "data": str(L.data_dir(data))}
+    cascade = Cascade(m1, m2, info)
+    cascade.save(out)
+    log(f"saved {out} ({cascade.version})")
+    return cascade

@@ -1,0 +1,321 @@
+"""The cascade, the scan, the reports, triage and retraining, on a real (small) cascade trained in the session.
+
+The label data are a learnable stand-in with the real files' shapes (tests/vuln_data.py); the split and label
+rules are the real ones, so leakage or a mislabelled source would show here.
+"""
+
+import csv
+import json
+import shutil
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SHARED_DATA
+from vuln_data import write_security_data
+from transferlab.cli import app
+from transferlab.errors import ModelFileError
+from transferlab.vuln import labels as L
+from transferlab.vuln import report as R
+from transferlab.vuln.advisories import AdvisoryIndex
+from transferlab.vuln.cascade import Cascade, split_sentences, train_cascade
+from transferlab.vuln.mapping import RepositoryMapper
+from transferlab.vuln.records import Record
+from transferlab.vuln.scan import scan
+from transferlab.vuln.sources.base import Batch
+from transferlab.vuln.store import Store, StoreError
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+VULN_TEXT = ("Heap buffer overflow in the parser. A crafted file causes a heap buffer overflow and out of bounds "
+             "write, leading to remote code execution. The logo colour is fine.")
+
+
+@pytest.fixture(scope="session")
+def security_data(tmp_path_factory):
+    return write_security_data(tmp_path_factory.mktemp("security"))
+
+
+@pytest.fixture(scope="session")
+def cascade_dir(security_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cascade")
+    train_cascade(out, data=security_data, stage1_recipe="glove-dan", stage2_recipe="glove-dan", log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cascade(cascade_dir):
+    return Cascade.load(cascade_dir)
+
+
+# ------------------------------------------------------------------------------------------------ label sources
+def test_stage1_split_is_by_time_and_never_reads_the_label_column(security_data):
+    parts = L.stage1(security_data)
+    import pandas as pd
+
+    matomo = pd.read_csv(security_data / "matomo_issues.csv.gz")
+    created = dict(zip(matomo["number"], pd.to_datetime(matomo["created_at"], utc=True)))
+
+    def dates(ex):
+        return [created[int(o.split("#")[1])] for o, src in zip(ex.origins, ex.columns["origin"]) if src == "matomo"]
+
+    assert max(dates(parts.train)) < pd.Timestamp("2018-01-01", tz="UTC") <= min(dates(parts.validation))
+    assert max(dates(parts.validation)) < pd.Timestamp("2020-01-01", tz="UTC") <= min(dates(parts.test))
+    assert {"farsec"} <= set(parts.train.columns["origin"]) and "farsec" not in parts.test.columns["origin"]
+    assert not any("c: Security" in t for t in parts.train.texts + parts.test.texts)
+
+
+def test_stage2_sources_labels_and_groups(security_data):
+    frame = L.stage2_frame(security_data)
+    assert set(frame[frame.label == L.NOT_VULNERABILITY].origin) == {"matomo-security"}
+    assert not frame.text.str.contains("PiperOrigin-RevId|Change-Id|Open Source Machine Learning").any()
+    assert not (frame.text == "Internal change").any()  # stubs say nothing and are dropped
+    parts = L.stage2(security_data)
+    groups = [set(frame.loc[frame["where"].isin(ex.origins), "group"]) for ex in (parts.train, parts.validation,
+                                                                                  parts.test)]
+    assert not (groups[0] & groups[2]) and not (groups[0] & groups[1])  # a CVE and its fix stay together
+
+
+def test_missing_label_source_is_named(tmp_path, security_data):
+    partial = tmp_path / "sec"
+    shutil.copytree(security_data, partial)
+    (partial / "sap_project_kb" / "statements.jsonl").unlink()
+    with pytest.raises(Exception, match="statements.jsonl"):
+        L.stage2(partial)
+
+
+# ------------------------------------------------------------------------------------------------ the cascade
+def test_cascade_records_versions_thresholds_and_held_out_figures(cascade_dir, cascade):
+    info = json.loads((cascade_dir / "cascade.json").read_text())
+    assert info["version"] == cascade.version and cascade.version.startswith("cascade-")
+    for stage, rule in (("stage1", "recall:0.8"), ("stage2", "recall:0.8")):
+        model = info["models"][stage]
+        assert model["rule"] == rule and 0 < model["threshold"] <= 1 and len(model["weights_sha256"]) == 64
+        test = info[stage]["test"]
+        assert test["n"] > 0 and 0 <= test["pr_auc"] <= 1 and test["recall"] is not None
+    assert info["stage1"]["test"]["pr_auc"] > 0.8 and info["stage2"]["test"]["pr_auc"] > 0.8  # learnable data
+
+
+def test_scores_follow_the_cascade_rule(cascade):
+    texts = [VULN_TEXT, "add a dark theme to the settings page", "sql injection in the search parameter lets "
+             "attackers read the database", "add a content security policy header for hardening"]
+    s = cascade.score(texts)
+    assert np.array_equal(s["passed1"], s["stage1"] >= cascade.threshold(1))
+    assert np.isnan(s["stage2"][~s["passed1"]]).all() and not np.isnan(s["stage2"][s["passed1"]]).any()
+    expected = s["passed1"] & (np.nan_to_num(s["stage2"], nan=-1) >= cascade.threshold(2))
+    assert np.array_equal(s["flagged"], expected)
+    assert s["stage1"][1] < s["stage1"][2]  # security beats the dark theme
+
+
+def test_explanation_points_at_the_sentence_that_carries_the_score(cascade):
+    text = ("The settings page has a new layout. Thanks for the translation work. A crafted cookie allows "
+            "authentication bypass and gives admin access.")
+    top = cascade.explain(text, stage=2)
+    assert top and "bypass" in top[0]["sentence"] and top[0]["weight"] > 0
+    assert split_sentences("One. Two!\n\nThree") == ["One.", "Two!", "Three"]
+
+
+def test_a_tampered_stage_is_refused(cascade_dir, tmp_path):
+    copy = tmp_path / "c"
+    shutil.copytree(cascade_dir, copy)
+    info = json.loads((copy / "cascade.json").read_text())
+    info["models"]["stage2"]["threshold"] = 0.01  # someone lowered a threshold by hand
+    (copy / "cascade.json").write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match="not the ones"):
+        Cascade.load(copy)
+    with pytest.raises(ModelFileError, match="cascade.json is missing"):
+        Cascade.load(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ scan + reports
+def _record(n, project, title, body="", kind="issue", updated=T0, url=None):
+    return Record(source="github" if "/" in project else "mail", connector="test", project=project, kind=kind,
+                  native_id=f"{project}#{n}", url=url or f"https://github.com/{project}/issues/{n}", title=title,
+                  body=body, author="alice", created_at=updated, updated_at=updated)
+
+
+@pytest.fixture
+def world(tmp_path, cascade):
+    store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
+    store.write_batch("t", Batch(records=[
+        _record(1, "acme/parser", "Heap buffer overflow when parsing a crafted file allows remote code execution",
+                "A crafted file causes a heap buffer overflow. <script>alert(1)</script>"),
+        _record(2, "acme/parser", "Add a dark theme to the settings page"),
+        _record(3, "acme/parser", "SQL injection in the search parameter lets attackers read the database",
+                "Fixed upstream, see CVE-2024-1111."),
+        _record(4, "oss-security", "Integer overflow leads to out of bounds write in acme-parser",
+                "integer overflow leads to out of bounds write and memory corruption", kind="mail"),
+        _record(5, "oss-security", "Integer overflow leads to out of bounds write in otherlib",
+                "integer overflow leads to out of bounds write and memory corruption", kind="mail"),
+    ]))
+    (tmp_path / "requirements.txt").write_text("# app\nacme-parser==1.2.0\nunmapped-thing==0.1\n")
+    (tmp_path / "map.toml").write_text('[PyPI."acme-parser"]\nprojects = ["acme/parser", "oss-security"]\n'
+                                       'mentions = ["acme-parser"]\n')
+    (tmp_path / "osv").mkdir()
+    (tmp_path / "osv" / "A.json").write_text(json.dumps({
+        "id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2024-1111"], "summary": "SQL injection in acme-parser",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "acme-parser"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}))
+    mapper = RepositoryMapper(tmp_path / "map.toml", cache_file=tmp_path / "cache.json", online=False)
+    return store, mapper, AdvisoryIndex.from_directory(tmp_path / "osv"), tmp_path
+
+
+def test_scan_links_scores_once_and_tells_known_from_new(world, cascade):
+    store, mapper, advisories, tmp = world
+    result = scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    assert result.scored_now == 5
+    dep = next(d for d in result.dependencies if d.dependency.name == "acme-parser")
+    assert dep.records == 4  # its repository's 3 + the list post naming it; not the post about otherlib
+    titles = {i.record["title"]: i for i in dep.items}
+    assert any("Heap buffer overflow" in t for t in titles) and not any("dark theme" in t for t in titles)
+    sql = next(i for t, i in titles.items() if t.startswith("SQL injection"))
+    assert sql.advisory == "GHSA-aaaa-bbbb-cccc" and sql.status == "already disclosed (GHSA-aaaa-bbbb-cccc)"
+    heap = next(i for t, i in titles.items() if t.startswith("Heap"))
+    assert heap.advisory is None and heap.status == "early warning"
+    assert heap.evidence["models"]["stage1"]["id"].startswith("glove-dan@") and heap.evidence["sentences"]
+    assert [k["id"] for k in dep.known] == ["GHSA-aaaa-bbbb-cccc"]  # 1.2.0 < 1.3.0
+    unmapped = next(d for d in result.dependencies if d.dependency.name == "unmapped-thing")
+    assert not unmapped.mapping.found and "offline" in unmapped.mapping.reason
+    assert [i.rank_score for i in dep.items] == sorted((i.rank_score for i in dep.items), reverse=True)
+
+    again = scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    assert again.scored_now == 0  # a second scan only reads scores
+    later = T0.replace(month=4)
+    store.write_batch("t", Batch(records=[_record(2, "acme/parser", "Add a dark theme", "now with more contrast",
+                                                  updated=later)]))
+    third = scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, since=later, progress=False)
+    assert third.scored_now == 1 and next(d for d in third.dependencies
+                                          if d.dependency.name == "acme-parser").records == 1
+
+
+def test_reports_in_every_format(world, cascade, tmp_path):
+    store, mapper, advisories, tmp = world
+    result = scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    paths = {fmt: R.write(result, tmp_path / f"out/report.{fmt}") for fmt in ("md", "html", "csv", "json", "sarif")}
+    md = paths["md"].read_text()
+    assert "## PyPI acme-parser 1.2.0" in md and "early warning" in md and "GHSA-aaaa-bbbb-cccc" in md
+    html = paths["html"].read_text()
+    assert "<script>alert" not in html and "Heap buffer overflow" in html
+    with open(paths["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:len(R.REFERENCE_COLUMNS)] == R.REFERENCE_COLUMNS
+    assert len(rows) == result.flagged and {r["disclosure"] for r in rows} == {"early warning", "already disclosed"}
+    assert all(r["stage1_model"].startswith("glove-dan@") and r["event_type"] in ("IssuesEvent", "Mail")
+               for r in rows)
+    data = json.loads(paths["json"].read_text())
+    assert data["cascade"]["version"] == cascade.version and data["dependencies"][0]["flagged"]
+    sarif = json.loads(paths["sarif"].read_text())
+    results = sarif["runs"][0]["results"]
+    assert sarif["version"] == "2.1.0" and len(results) == result.flagged
+    assert {r["ruleId"] for r in results} == {"TL001", "TL002"}
+    loc = results[0]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"].endswith("requirements.txt") and loc["region"]["startLine"] == 2
+    with pytest.raises(Exception, match="format"):
+        R.write(result, tmp_path / "report.txt")
+
+
+# ------------------------------------------------------------------------------------------------ triage, retrain
+def test_verdicts_are_checked_and_kept_with_who_and_when(world, cascade):
+    store, mapper, advisories, tmp = world
+    scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    with pytest.raises(StoreError, match="unknown verdict"):
+        store.add_verdict(1, "maybe", "bob")
+    with pytest.raises(StoreError, match="no record"):
+        store.add_verdict(999, "vulnerability", "bob")
+    with pytest.raises(StoreError, match="reviewer"):
+        store.add_verdict(1, "vulnerability", " ")
+    store.add_verdict(1, "security-not-vuln", "bob", "first look")
+    store.add_verdict(1, "vulnerability", "carol", "reproduced")
+    latest = store.verdicts()
+    assert len(latest) == 1 and latest[0]["verdict"] == "vulnerability" and latest[0]["reviewer"] == "carol"
+    assert len(store.verdicts(latest_only=False)) == 2 and latest[0]["created_at"].tzinfo is not None
+
+
+def test_triage_command_lists_the_queue_and_stores_a_verdict(world, cascade, cascade_dir):
+    store, mapper, advisories, tmp = world
+    scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    db = f"sqlite:///{tmp / 'v.db'}"
+    runner = CliRunner()
+    listed = runner.invoke(app, ["vuln", "triage", "--db", db])
+    assert listed.exit_code == 0, listed.output
+    flagged = store.scored(cascade.version, flagged_only=True)
+    assert flagged and str(flagged[0]["id"]) in listed.output
+    judged = runner.invoke(app, ["vuln", "triage", "--db", db, "--record", str(flagged[0]["id"]), "--verdict",
+                                 "not-security", "--comment", "a test", "--reviewer", "dana"])
+    assert judged.exit_code == 0, judged.output
+    assert store.verdicts()[0]["reviewer"] == "dana"
+    bad = runner.invoke(app, ["vuln", "triage", "--db", db, "--record", "1", "--verdict", "perhaps",
+                              "--reviewer", "dana"])
+    assert bad.exit_code != 0 and "unknown verdict" in bad.output
+
+
+def test_retrain_learns_from_verdicts_and_reports_before_after(world, cascade, cascade_dir, security_data, tmp_path):
+    from transferlab.vuln.retrain import STAGE2, retrain, verdict_examples
+
+    store, mapper, advisories, tmp = world
+    scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    for rid, verdict in ((1, "vulnerability"), (2, "not-security"), (3, "security-not-vuln"), (4, "vulnerability")):
+        store.add_verdict(rid, verdict, "erin")
+    extra, held = verdict_examples(store.verdicts(), holdout=0.0, weight=2)
+    assert len(extra[1]) == 8 and len(extra[2]) == 6  # not-security says nothing about stage 2
+    assert set(extra[2].labels) == set(STAGE2.values()) and len(held[1]) == 0
+    assert verdict_examples(store.verdicts(), 0.5)[1][1].origins == verdict_examples(store.verdicts(), 0.5)[1][1].origins
+    report = retrain(cascade, store, tmp_path / "new", data=security_data, holdout=0.5, log=lambda m: None)
+    assert report["before_version"] == cascade.version and report["after_version"] != cascade.version
+    sets = {(r["stage"], r["set"]) for r in report["rows"]}
+    assert {(1, "original test"), (2, "original test")} <= sets
+    assert all(r["after"] is not None for r in report["rows"])
+    assert Cascade.load(tmp_path / "new").version == report["after_version"]
+    assert json.loads((tmp_path / "new" / "retrain.json").read_text())["counts"]["verdicts"] == 4
+
+
+# ------------------------------------------------------------------------------------------------ the demo
+def test_demo_runs_offline_end_to_end(cascade_dir, tmp_path):
+    if not (SHARED_DATA / "fixtures").is_dir():
+        pytest.skip("../shared/data/fixtures is not beside the repository")
+    runner = CliRunner()
+    result = runner.invoke(app, ["vuln", "demo", "--out", str(tmp_path / "demo"), "--cascade", str(cascade_dir),
+                                 "--fixtures", str(SHARED_DATA / "fixtures")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "demo" / "report.json").read_text())
+    deps = {d["name"]: d for d in data["dependencies"]}
+    assert set(deps) == {"openpmd-api", "qemu-qmp", "requests"}  # PEP 503 names
+    assert deps["openpmd-api"]["records"] == 2  # the issue and its comment in the GH Archive hour
+    assert deps["qemu-qmp"]["records"] == 1  # the oss-security post naming QEMU, not the kernel one
+    assert [k["id"] for k in deps["requests"]["known_advisories"]] == ["GHSA-x84v-xcm2-53pg"]
+    for name in ("report.md", "report.html", "report.csv", "report.sarif"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0
+
+
+def test_benchmark_measures_both_stages_and_throughput(cascade_dir, security_data, tmp_path):
+    from transferlab.vuln.benchmark import run
+
+    result = run(cascade_dir, tmp_path / "bench", data=security_data, max_throughput=20, log=lambda m: None)
+    recorded = json.loads((cascade_dir / "cascade.json").read_text())
+    assert result["stage1"]["pr_auc"] == pytest.approx(recorded["stage1"]["test"]["pr_auc"])
+    assert "warnings" not in result
+    t = result["throughput"]
+    assert t["events"] == 20 and t["records_ingested"] == 20 and t["records_scored"] == 20
+    assert t["ingest_records_per_s"] > 0 and t["score_records_per_s"] > 0
+    c = result["cascade_on_matomo_test"]
+    assert c["flagged"] <= c["passed_stage1"] <= c["items"]
+    md = (tmp_path / "bench" / "results.md").read_text()
+    assert "Stage 1" in md and "records/s" in md and (tmp_path / "bench" / "pr_curves.png").stat().st_size > 0
+
+
+def test_scan_command_writes_reports_and_can_fail_a_ci_job(world, cascade_dir, tmp_path):
+    store, mapper, advisories, tmp = world
+    db = f"sqlite:///{tmp / 'v.db'}"
+    args = ["vuln", "scan", "--manifest", str(tmp / "requirements.txt"), "--db", db, "--cascade", str(cascade_dir),
+            "--mapping", str(tmp / "map.toml"), "--osv", str(tmp / "osv"), "--offline"]
+    runner = CliRunner()
+    bad = runner.invoke(app, args + ["--report", str(tmp_path / "r.txt")])
+    assert bad.exit_code != 0 and "report format" in bad.output and not (tmp_path / "r.txt").exists()
+    ok = runner.invoke(app, args + ["--report", str(tmp_path / "r.md"), "--report", str(tmp_path / "r.sarif")])
+    assert ok.exit_code == 0, ok.output
+    assert "acme-parser" in (tmp_path / "r.md").read_text() and (tmp_path / "r.sarif").exists()
+    strict = runner.invoke(app, args + ["--fail-on-warning"])
+    assert strict.exit_code == 3  # the heap overflow is an early warning
+    since = runner.invoke(app, args + ["--since", "not a date"])
+    assert since.exit_code != 0 and "not a date" in since.output
