@@ -319,3 +319,16 @@ def test_scan_command_writes_reports_and_can_fail_a_ci_job(world, cascade_dir, t
     assert strict.exit_code == 3  # the heap overflow is an early warning
     since = runner.invoke(app, args + ["--since", "not a date"])
     assert since.exit_code != 0 and "not a date" in since.output
+
+
+def test_interactive_triage_goes_through_the_queue(world, cascade):
+    store, mapper, advisories, tmp = world
+    scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False)
+    queue = sorted(store.scored(cascade.version, flagged_only=True), key=lambda r: -(r["stage1"] * r["stage2"]))
+    assert len(queue) >= 2
+    result = CliRunner().invoke(app, ["vuln", "triage", "--db", f"sqlite:///{tmp / 'v.db'}", "-i",
+                                      "--reviewer", "fay"], input="v\nreproduced locally\nk\nq\n")
+    assert result.exit_code == 0, result.output
+    judged = store.verdicts()
+    assert [(v["record_id"], v["verdict"], v["comment"]) for v in judged] == [
+        (queue[0]["id"], "vulnerability", "reproduced locally")]  # the skipped one stays in the queue

@@ -95,10 +95,15 @@ def retrain(cascade: Cascade, store: Store, out: str | Path, *, data=None, holdo
     report = {"before_version": cascade.version, "after_version": new.version, "counts": counts,
               "verdict_weight": verdict_weight, "holdout": holdout, "rows": []}
     for stage, test in ((1, p1.test), (2, p2.test)):
+        trained_on = set(extra[stage].texts)
         for name, examples in (("original test", test), ("held-out verdicts", held[stage])):
             before, after = _measure(cascade, stage, examples), _measure(new, stage, examples)
             if before is not None:
-                report["rows"].append({"stage": stage, "set": name, "before": before, "after": after})
+                row = {"stage": stage, "set": name, "before": before, "after": after}
+                overlap = sum(t in trained_on for t in examples.texts)
+                if overlap:  # judged records that are also test items: that comparison is not clean
+                    row["trained_on_overlap"] = overlap
+                report["rows"].append(row)
     (Path(out) / "retrain.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     return report
 
@@ -107,7 +112,7 @@ def table(report: dict):
     from rich.table import Table
 
     t = Table(title=f"before {report['before_version']} -> after {report['after_version']}")
-    for col in ("stage", "held-out set", "n", "PR-AUC", "recall", "precision", "F1"):
+    for col in ("stage", "held-out set", "n", "PR-AUC", "recall", "precision", "F1", "also trained on"):
         t.add_column(col)
 
     def fmt(m, key):
@@ -116,5 +121,6 @@ def table(report: dict):
     for r in report["rows"]:
         b, a = r["before"], r["after"]
         t.add_row(str(r["stage"]), r["set"], str(b.get("n")),
-                  *(f"{fmt(b, k)} -> {fmt(a, k)}" for k in ("pr_auc", "recall", "precision", "f1")))
+                  *(f"{fmt(b, k)} -> {fmt(a, k)}" for k in ("pr_auc", "recall", "precision", "f1")),
+                  str(r.get("trained_on_overlap", 0)))
     return t
