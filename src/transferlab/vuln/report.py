@@ -253,8 +253,15 @@ def _location(dep: DependencyResult) -> dict:
     where = dep.dependency.source or ""
     m = re.match(r"(.+?):(\d+)(?::\d+)?$", where)
     path, line = (m.group(1), int(m.group(2))) if m else (where or "manifest", 1)
-    return {"physicalLocation": {"artifactLocation": {"uri": Path(path).as_posix()},
-                                 "region": {"startLine": max(line, 1)}}}
+    file = Path(path)
+    if file.is_absolute():  # CI systems want a path relative to the checkout; else a file:// URI
+        try:
+            uri = file.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            uri = file.as_uri()
+    else:
+        uri = file.as_posix()
+    return {"physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": max(line, 1)}}}
 
 
 def sarif(result: ScanResult) -> str:

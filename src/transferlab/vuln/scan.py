@@ -103,24 +103,17 @@ def score_pending(store: Store, cascade: Cascade, projects: list[str] | None, si
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    total = store.count_unscored(cascade.version, projects, since)
-    if total == 0:
+    pending = store.unscored_ids(cascade.version, projects, since)  # ids only: rows are read a batch at a time
+    if not pending:
         return 0, 0.0
     started, done = time.perf_counter(), 0
     with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task("score", total=total)
-        batch: list[dict] = []
-        # Read everything pending first: writing scores while a cursor is open would move under it.
-        pending = list(store.unscored(cascade.version, projects, since))
-        for row in pending:
-            batch.append(row)
-            if len(batch) == BATCH:
-                done += store.write_scores(cascade.version, cascade.score_records(batch))
-                bar.update(task, completed=done)
-                batch = []
-        if batch:
-            done += store.write_scores(cascade.version, cascade.score_records(batch))
+        task = bar.add_task("score", total=len(pending))
+        for start in range(0, len(pending), BATCH):
+            chunk = pending[start:start + BATCH]
+            rows = store.records_by_id(chunk)
+            done += store.write_scores(cascade.version, cascade.score_records([rows[i] for i in chunk]))
             bar.update(task, completed=done)
     return done, time.perf_counter() - started
 
@@ -144,17 +137,24 @@ def scan(manifests: list[str | Path], store: Store, cascade: Cascade, mapper: Re
     mapper.save()
     projects = sorted({p for r in results for p in r.mapping.projects})
     scored_now, seconds = score_pending(store, cascade, projects, since, progress) if projects else (0, 0.0)
-    rows = store.scored(cascade.version, projects, since) if projects else []
+    # Only flagged rows are read whole; the rest is counted (a shared target's records are read without payloads,
+    # as its count depends on which of them name the package).
+    rows = store.scored(cascade.version, projects, since, flagged_only=True) if projects else []
     by_project: dict[str, list[dict]] = {}
     for row in rows:
         by_project.setdefault(row["project"].lower(), []).append(row)
+    counts = store.project_counts(projects, since) if projects else {}
+    shared = sorted({p for p in projects if not is_repository(p)})
+    shared_texts: dict[str, list[dict]] = {}
+    for row in (store.texts(shared, since) if shared else []):
+        shared_texts.setdefault(row["project"].lower(), []).append(row)
     for result in results:
+        result.records = sum(counts.get(p.lower(), 0) if is_repository(p) else
+                             sum(1 for r in shared_texts.get(p.lower(), []) if linked(r, result.mapping))
+                             for p in result.mapping.projects)
         mine = [row for p in result.mapping.projects for row in by_project.get(p.lower(), [])
                 if linked(row, result.mapping)]
-        result.records = len(mine)
         for row in mine:
-            if not row["flagged"]:
-                continue
             adv = advisories.match(row, [result.dependency]) if advisories else None
             result.items.append(Item(row, row["stage1"], row["stage2"], row["evidence"] or {},
                                      adv.id if adv else None, row.get("verdict")))

@@ -319,15 +319,14 @@ class Store:
         return out
 
     # ---- scores ----------------------------------------------------------------------------------------------
-    def unscored(self, version: str, projects: list[str] | None = None, since: datetime | None = None,
-                 batch_size: int = 1000) -> Iterator[dict]:
-        """Records (of these projects, changed since) that this cascade version has not scored yet."""
+    def unscored_ids(self, version: str, projects: list[str] | None = None,
+                     since: datetime | None = None) -> list[int]:
+        """Ids of the records (of these projects, changed since) that this cascade version has not scored yet."""
         done = sa.select(scores.c.record_id).where(scores.c.cascade_version == version)
-        query = sa.select(records).where(records.c.id.not_in(done)).order_by(records.c.id)
+        query = sa.select(records.c.id).where(records.c.id.not_in(done)).order_by(records.c.id)
         query = _where_projects_since(query, projects, since)
         with self.engine.connect() as conn:
-            for row in conn.execution_options(yield_per=batch_size).execute(query):
-                yield dict(row._mapping)
+            return list(conn.execute(query).scalars())
 
     def count_unscored(self, version: str, projects: list[str] | None = None, since: datetime | None = None) -> int:
         done = sa.select(scores.c.record_id).where(scores.c.cascade_version == version)
@@ -372,6 +371,20 @@ class Store:
         query = query.order_by(sa.func.coalesce(records.c.updated_at, records.c.created_at).desc(), records.c.id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def project_counts(self, projects: list[str], since: datetime | None = None) -> dict[str, int]:
+        """Records per project (lower-cased), without reading them."""
+        query = sa.select(sa.func.lower(records.c.project), sa.func.count()).group_by(sa.func.lower(records.c.project))
+        query = _where_projects_since(query, projects, since)
+        with self.engine.connect() as conn:
+            return {p: n for p, n in conn.execute(query)}
+
+    def texts(self, projects: list[str], since: datetime | None = None) -> Iterator[dict]:
+        """project, title and body of the records of these projects (no payloads): for mention checks."""
+        query = _where_projects_since(sa.select(records.c.project, records.c.title, records.c.body), projects, since)
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query):
+                yield dict(row._mapping)
 
     # ---- verdicts --------------------------------------------------------------------------------------------
     def add_verdict(self, record_id: int, verdict: str, reviewer: str, comment: str | None = None,
