@@ -45,6 +45,7 @@ RECIPES: dict[str, dict] = {
 }
 DEFAULT_STAGE1, DEFAULT_STAGE2 = "minilm-frozen", "minilm-frozen"
 STAGES = {1: (L.SECURITY, "security-relevant"), 2: (L.VULNERABILITY, "probable vulnerability")}
+SATURATED = 0.01  # an occlusion drop below this says nothing
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#>|])")
 
 
@@ -103,19 +104,19 @@ class Cascade:
 
     def explain(self, text: str, top: int = 3, stage: int = 2) -> list[dict]:
         """The sentences that weigh most for the stage's score: each left out in turn, its weight is the drop in
-        the score (occlusion).  When the score is saturated and no single sentence moves it, each sentence is
-        scored alone instead (``method`` says which)."""
+        the score (occlusion).  When the score is saturated and no sentence moves it by ``SATURATED``, each
+        sentence is scored alone instead (``method`` says which)."""
         sentences = split_sentences(text)
         if len(sentences) <= 1:
             return [{"sentence": s[:400], "weight": None, "method": "whole text"} for s in sentences]
         full = float(self._p(stage, [text])[0])
         variants = [" ".join(sentences[:i] + sentences[i + 1:]) for i in range(len(sentences))]
         weights, method = full - self._p(stage, variants), "occlusion"
-        if weights.max() <= 1e-6:
+        if weights.max() < SATURATED:  # no single sentence moves a saturated score: rank them one by one instead
             weights, method = self._p(stage, sentences), "sentence alone"
         order = np.argsort(-weights, kind="stable")
-        return [{"sentence": sentences[i][:400], "weight": round(float(weights[i]), 4), "method": method}
-                for i in order[:top] if weights[i] > 0]
+        return [{"sentence": " ".join(sentences[i].split())[:400], "weight": round(float(weights[i]), 4),
+                 "method": method} for i in order[:top] if round(float(weights[i]), 4) > 0]
 
     def score_records(self, rows: list[dict], show_progress: bool = False) -> list[dict]:
         """Store rows -> score rows (record_id, stage1, stage2, flagged, evidence)."""
