@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import SHARED_DATA
 from vuln_data import write_security_data
 from transferlab.cli import app
-from transferlab.errors import ModelFileError
+from transferlab.errors import ConfigError, DataError, ModelFileError
 from transferlab.vuln import labels as L
 from transferlab.vuln import report as R
 from transferlab.vuln.advisories import AdvisoryIndex
@@ -81,7 +81,7 @@ def test_missing_label_source_is_named(tmp_path, security_data):
     partial = tmp_path / "sec"
     shutil.copytree(security_data, partial)
     (partial / "sap_project_kb" / "statements.jsonl").unlink()
-    with pytest.raises(Exception, match="statements.jsonl"):
+    with pytest.raises(DataError, match="statements.jsonl"):
         L.stage2(partial)
 
 
@@ -211,7 +211,7 @@ def test_reports_in_every_format(world, cascade, tmp_path):
     assert {r["ruleId"] for r in results} == {"TL001", "TL002"}
     loc = results[0]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"].endswith("requirements.txt") and loc["region"]["startLine"] == 2
-    with pytest.raises(Exception, match="format"):
+    with pytest.raises(ConfigError, match="format"):
         R.write(result, tmp_path / "report.txt")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferlab.models.classifier import environment
 from transferlab.vuln import labels as L
 from transferlab.vuln.benchmark import _matomo_events
 from transferlab.vuln.cascade import Cascade
@@ -53,7 +54,10 @@ for row in store.scored(cascade.version):
         judged += 1
 print("verdicts", judged)
 report = retrain(cascade, store, out / "cascade", holdout=0.3)
+hw = environment()["hardware"]
 lines = ["# Learning from triage (simulated reviewer)", "",
+         f"Command: `python benchmarks/vuln/simulate_triage.py --out {args.out}` (cascade {args.cascade}). "
+         f"Hardware: {hw['processor']}, {hw['cpu_count']} CPUs, {hw.get('gpu', 'no GPU')}.", "",
          f"Cascade `{report['before_version']}` -> `{report['after_version']}`. The Matomo test period "
          f"({len(frame)} items) was ingested as a GH Archive hour and scored; the {judged} items stage 1 surfaced "
          "were judged with the maintainers' label as the verdict; 30% of them (by a hash of the record id) were "

@@ -370,5 +370,15 @@ def make_backend(cfg: ModelConfig, resolved: Resolved, device: str) -> Backend:
     return cls(cfg, resolved, device)
 
 
+def read_json(path: Path, missing: str, hint: str) -> dict:
+    """A folder's JSON record (config.json, cascade.json): missing or unparsable is a ModelFileError."""
+    if not path.is_file():
+        raise ModelFileError(f"{path.name} is missing: {missing}", where=str(path.parent), hint=hint)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path.name} is not valid JSON ({exc})", where=str(path)) from None
+
+
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

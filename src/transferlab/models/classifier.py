@@ -27,7 +27,7 @@ from ..encoders.zoo import resolve, sha256_file
 from ..errors import ConfigError, DataError, ModelFileError
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
-from .backends import make_backend, write_json
+from .backends import make_backend, read_json, write_json
 
 FORMAT = "transferlab-model"
 FORMAT_VERSION = 1
@@ -403,13 +403,8 @@ class TextClassifier:
 
         folder = Path(path)
         cfg_file = folder / "config.json"
-        if not cfg_file.exists():
-            raise ModelFileError("config.json is missing: this is not a saved TransferLab model", where=str(folder),
-                                 hint="point at the folder given as --out when training")
-        try:
-            config = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"config.json is not valid JSON ({exc})", where=str(cfg_file)) from None
+        config = read_json(cfg_file, "this is not a saved TransferLab model",
+                           hint="point at the folder given as --out when training")
         if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
             raise ModelFileError("unknown model format or a newer version", where=str(cfg_file),
                                  hint="upgrade transferlab")

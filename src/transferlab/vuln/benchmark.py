@@ -44,7 +44,7 @@ def _matomo_events(frame, path: Path) -> int:
 
 
 def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[str], None] = print,
-        max_throughput: int | None = None) -> dict:
+        max_throughput: int | None = None, command: str | None = None) -> dict:
     from ..models.classifier import environment
     from .cascade import _held_out
     from .ingest import ingest
@@ -62,10 +62,15 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     log("stage 1 on the Matomo test period, stage 2 on its held-out part")
     result = {"cascade": {"version": cascade.version, "models": cascade.models, "trained_at": info.get("trained_at"),
                           "train_seconds": {s: info[s]["train_seconds"] for s in ("stage1", "stage2")}},
-              "split": split, "stage2_split": info["stage2"]["labels"], "environment": environment()}
-    result["stage1"] = _held_out(cascade.stage1, p1.test, L.SECURITY)
+              "split": split, "stage2_split": info["stage2"]["labels"], "environment": environment(),
+              "command": command or f"transferlab vuln benchmark --cascade {cascade_dir} --out {out}"}
+    # each test part is scored once; the figures, the whole-cascade count and the plot all use these
+    proba1, proba2 = cascade.stage1.predict_proba(p1.test), cascade.stage2.predict_proba(p2.test)
+    score1 = proba1[:, cascade.stage1.labels_.index(L.SECURITY)]
+    score2 = proba2[:, cascade.stage2.labels_.index(L.VULNERABILITY)]
+    result["stage1"] = _held_out(cascade.stage1, p1.test, L.SECURITY, proba1)
     result["stage1_validation"] = info["stage1"]["validation"]
-    result["stage2"] = _held_out(cascade.stage2, p2.test, L.VULNERABILITY)
+    result["stage2"] = _held_out(cascade.stage2, p2.test, L.VULNERABILITY, proba2)
     result["counts"] = {"stage1": p1.counts(), "stage2": p2.counts()}
     for stage in ("stage1", "stage2"):
         recorded = info[stage]["test"].get("pr_auc")
@@ -73,7 +78,7 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
             result.setdefault("warnings", []).append(f"{stage} PR-AUC recomputed {result[stage]['pr_auc']:.6f} "
                                                      f"differs from cascade.json {recorded:.6f}")
     # the whole cascade on the test period, against the maintainers' security label
-    s = cascade.score(p1.test.texts)
+    s = cascade.score(p1.test.texts, p1=score1)
     truth = np.array([y == L.SECURITY for y in p1.test.labels])
     flagged = s["flagged"]
     result["cascade_on_matomo_test"] = {
@@ -122,13 +127,14 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
                             "device": str(cascade.stage1.device_)}
     hour.unlink()
     db.unlink()
-    _plot(cascade, p1.test, p2.test, out / "pr_curves.png")
+    _plot(cascade, ((p1.test, score1), (p2.test, score2)), out / "pr_curves.png")
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     (out / "results.md").write_text(markdown(result), encoding="utf-8")
     return result
 
 
-def _plot(cascade: Cascade, test1, test2, path: Path) -> None:
+def _plot(cascade: Cascade, scored, path: Path) -> None:
+    """``scored``: (examples, positive-class score) for stage 1 and stage 2."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,9 +142,9 @@ def _plot(cascade: Cascade, test1, test2, path: Path) -> None:
     from sklearn.metrics import precision_recall_curve
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, stage, ex, pos, title in ((axes[0], 1, test1, L.SECURITY, "stage 1: security (Matomo test period)"),
-                                      (axes[1], 2, test2, L.VULNERABILITY, "stage 2: vulnerability (held out)")):
-        score = cascade._p(stage, ex.texts)
+    panels = ((1, L.SECURITY, "stage 1: security (Matomo test period)"),
+              (2, L.VULNERABILITY, "stage 2: vulnerability (held out)"))
+    for ax, (stage, pos, title), (ex, score) in zip(axes, panels, scored):
         truth = np.array([y == pos for y in ex.labels])
         precision, recall, _ = precision_recall_curve(truth, score)
         ax.plot(recall, precision)
@@ -167,7 +173,9 @@ def markdown(r: dict) -> str:
         f"Cascade `{r['cascade']['version']}`: stage 1 `{m['stage1']['id']}` (threshold {m['stage1']['threshold']:.4f}, "
         f"{m['stage1']['rule']} on validation), stage 2 `{m['stage2']['id']}` (threshold {m['stage2']['threshold']:.4f}, "
         f"{m['stage2']['rule']}).  Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
-        f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}.", "",
+        f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}; torch "
+        f"{r['environment']['versions'].get('torch')}.", "", f"Command: `{r.get('command', 'transferlab vuln benchmark')}`",
+        "",
         "## Stage 1: security-relevant (Matomo, split by time)", "",
         f"Train: Matomo before {r['split']['validation_from']}" + (" + FARSEC Chromium" if r["split"]["farsec"] else "")
         + f"; thresholds on {r['split']['validation_from']} to {r['split']['test_from']}; test from "

@@ -69,6 +69,8 @@ class Cascade:
     stage1: TextClassifier
     stage2: TextClassifier
     info: dict = field(default_factory=dict)
+    # the held-out test examples of each stage, kept after training (not saved; a loaded cascade has none)
+    held_out: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -90,10 +92,12 @@ class Cascade:
         proba = model.predict_proba(texts, show_progress=show_progress)
         return proba[:, model.labels_.index(STAGES[stage][0])]
 
-    def score(self, texts: list[str], show_progress: bool = False) -> dict[str, np.ndarray]:
-        """Stage-1 score for every text; stage-2 score for those that pass stage 1 (NaN for the rest)."""
+    def score(self, texts: list[str], show_progress: bool = False, p1: np.ndarray | None = None) -> dict:
+        """Stage-1 score for every text (unless given as ``p1``); stage-2 score for those that pass stage 1 (NaN
+        for the rest)."""
         texts = [t if t.strip() else "(empty)" for t in texts]
-        p1 = self._p(1, texts, show_progress)
+        if p1 is None:
+            p1 = self._p(1, texts, show_progress)
         passed = p1 >= self.threshold(1)
         p2 = np.full(len(texts), np.nan, np.float32)
         idx = np.flatnonzero(passed)
@@ -145,15 +149,11 @@ class Cascade:
 
     @classmethod
     def load(cls, folder: str | Path) -> "Cascade":
+        from ..models.backends import read_json
+
         folder = Path(folder)
-        meta = folder / "cascade.json"
-        if not meta.is_file():
-            raise ModelFileError("cascade.json is missing: this is not a cascade folder", where=str(folder),
-                                 hint="train one with `transferlab vuln train --out FOLDER`")
-        try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"cascade.json is not valid JSON ({exc})", where=str(meta)) from None
+        info = read_json(folder / "cascade.json", "this is not a cascade folder",
+                         hint="train one with `transferlab vuln train --out FOLDER`")
         stage1 = TextClassifier.load(folder / "stage1")  # each load re-checks its weights' SHA-256
         stage2 = TextClassifier.load(folder / "stage2")
         found = _identity(folder, stage1, stage2, info.get("recipes", {}))
@@ -176,10 +176,10 @@ def _identity(folder: Path, stage1: TextClassifier, stage2: TextClassifier, reci
     return {"models": models, "version": f"cascade-{digest[:12]}"}
 
 
-def _held_out(model: TextClassifier, examples, positive: str) -> dict:
+def _held_out(model: TextClassifier, examples, positive: str, proba: np.ndarray | None = None) -> dict:
     from ..evaluation.metrics import classification_report
 
-    proba = model.predict_proba(examples)
+    proba = model.predict_proba(examples) if proba is None else proba
     j = model.labels_.index(positive)
     report = classification_report(examples.labels, proba, model.labels_, multilabel=False,
                                    predictions=model.decode(proba), positive=positive)
@@ -259,7 +259,7 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
             "recipes": {"stage1": stage1_recipe, "stage2": stage2_recipe},
             "stage1": r1, "stage2": r2, "seconds": round(time.perf_counter() - started, 1),
             "data": str(L.data_dir(data))}
-    cascade = Cascade(m1, m2, info)
+    cascade = Cascade(m1, m2, info, held_out={1: p1.test, 2: p2.test})
     cascade.save(out)
     log(f"saved {out} ({cascade.version})")
     return cascade

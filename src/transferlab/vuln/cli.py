@@ -327,8 +327,12 @@ def benchmark_cmd(
     ingest + scoring throughput on this machine."""
     from .benchmark import run
 
+    import shlex
+    import sys
+
     result = run(cascade, out_dir, data=data_dir, max_throughput=max_throughput,
-                 log=lambda m: err.print(escape(m), highlight=False))
+                 log=lambda m: err.print(escape(m), highlight=False),
+                 command=shlex.join(["transferlab", *sys.argv[1:]]))
     out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     for w in result.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(w)}")

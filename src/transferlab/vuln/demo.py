@@ -21,8 +21,6 @@ from .scan import ScanResult
 
 PROJECT = Path(__file__).parent / "demo_project"
 REPORTS = ("report.md", "report.html", "report.csv", "report.json", "report.sarif")
-FIXTURE_CANDIDATES = (Path("../shared/data/fixtures"),
-                      Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fixtures")
 
 
 SHIPPED = Path(__file__).parent / "cascade_default"
@@ -37,13 +35,10 @@ def cached_cascade() -> Path | None:
 
 
 def fixtures_dir(path: str | Path | None = None) -> Path:
-    import os
-
     from ..errors import DataError
+    from .labels import shared_folder
 
-    if path is None and os.environ.get("TRANSFERLAB_FIXTURES"):
-        path = os.environ["TRANSFERLAB_FIXTURES"]
-    folder = Path(path) if path else next((c for c in FIXTURE_CANDIDATES if c.is_dir()), FIXTURE_CANDIDATES[0])
+    folder = shared_folder(path, "TRANSFERLAB_FIXTURES", "fixtures")
     if not (folder / "github_events").is_dir():
         raise DataError("the fixtures folder (with github_events/, mailing_lists/, perceval/) is not there",
                         where=str(folder), hint="pass --fixtures (../shared/data/fixtures in this project)")

@@ -34,9 +34,6 @@ from ..errors import DataError
 
 SECURITY, NOT_SECURITY = "security", "other"
 VULNERABILITY, NOT_VULNERABILITY = "vulnerability", "security-not-vuln"
-# Where the data are looked for when no folder is given: $TRANSFERLAB_SECURITY_DATA, then ../shared/data/security
-# from the working directory, then beside the checkout (this project's layout).
-CANDIDATES = (Path("../shared/data/security"), Path(__file__).resolve().parents[3].parent / "shared" / "data" / "security")
 MAX_CHARS = 6000
 
 _TRAILER = re.compile(r"^\s*(PiperOrigin-RevId|Change-Id|Signed-off-by|Reviewed-by|Co-authored-by)\s*:.*$",
@@ -49,13 +46,21 @@ _TF_BOILERPLATE = [re.compile(p, re.IGNORECASE) for p in (
 )]
 
 
-def data_dir(path: str | Path | None = None) -> Path:
-    """The folder with ``matomo_issues.csv.gz``, ``farsec_chromium.csv.gz``, ``vulcurator/``, ``sap_project_kb/``."""
+def shared_folder(path: str | Path | None, env: str, name: str) -> Path:
+    """A folder of the shared data: ``path`` if given, else ``$env``, else ``../shared/data/NAME`` from the working
+    directory, else the same beside this checkout (the project's layout).  Not checked here."""
     import os
 
-    if path is None and os.environ.get("TRANSFERLAB_SECURITY_DATA"):
-        path = os.environ["TRANSFERLAB_SECURITY_DATA"]
-    folder = Path(path) if path else next((c for c in CANDIDATES if c.is_dir()), CANDIDATES[0])
+    path = path or os.environ.get(env)
+    if path:
+        return Path(path)
+    candidates = (Path("../shared/data") / name, Path(__file__).resolve().parents[3].parent / "shared" / "data" / name)
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """The folder with ``matomo_issues.csv.gz``, ``farsec_chromium.csv.gz``, ``vulcurator/``, ``sap_project_kb/``."""
+    folder = shared_folder(path, "TRANSFERLAB_SECURITY_DATA", "security")
     if not folder.is_dir():
         raise DataError("the security data folder does not exist", where=str(folder),
                         hint="pass --data-dir with matomo_issues.csv.gz, farsec_chromium.csv.gz, vulcurator/, "

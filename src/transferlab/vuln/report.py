@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 import re
 from pathlib import Path
@@ -43,11 +44,8 @@ def format_of(path: str | Path) -> str:
 def write(result: ScanResult, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = {"markdown": markdown, "html": to_html, "csv": None, "json": to_json, "sarif": sarif}[format_of(path)]
-    if writer is None:
-        write_csv(result, path)
-    else:
-        path.write_text(writer(result), encoding="utf-8")
+    writer = {"markdown": markdown, "html": to_html, "csv": to_csv, "json": to_json, "sarif": sarif}[format_of(path)]
+    path.write_text(writer(result), encoding="utf-8", newline="")
     return path
 
 
@@ -207,11 +205,12 @@ def to_html(result: ScanResult) -> str:
 
 
 # --------------------------------------------------------------------------------------------- CSV, JSON
-def write_csv(result: ScanResult, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=REFERENCE_COLUMNS + EXTRA_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows(result))
+def to_csv(result: ScanResult) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=REFERENCE_COLUMNS + EXTRA_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows(result))
+    return buffer.getvalue()
 
 
 def as_dict(result: ScanResult) -> dict:
@@ -223,8 +222,7 @@ def as_dict(result: ScanResult) -> dict:
             "mapping": {"projects": dep.mapping.projects, "provenance": dep.mapping.provenance,
                         "reason": dep.mapping.reason, "mentions": dep.mapping.mentions},
             "records": dep.records, "known_advisories": dep.known,
-            "flagged": [{**{k: v for k, v in row(result, dep, item).items()}, "evidence": item.evidence}
-                        for item in dep.items],
+            "flagged": [{**row(result, dep, item), "evidence": item.evidence} for item in dep.items],
         })
     return {"generated_at": result.generated_at, "tool": f"transferlab {__version__}", "manifests": result.manifests,
             "store": result.store, "since": result.since, "cascade": result.cascade, "advisories": result.advisories,

@@ -89,12 +89,9 @@ def retrain(cascade: Cascade, store: Store, out: str | Path, *, data=None, holdo
                         stage2_recall=info["stage2"]["target_recall"], validation_from=split["validation_from"],
                         test_from=split["test_from"], farsec=split["farsec"],
                         max_farsec_negatives=split.get("max_farsec_negatives"), seed=seed, extra=extra, log=log)
-    p1 = L.stage1(data or info.get("data"), validation_from=split["validation_from"], test_from=split["test_from"],
-                  farsec=False)
-    p2 = L.stage2(data or info.get("data"), seed=seed)
     report = {"before_version": cascade.version, "after_version": new.version, "counts": counts,
               "verdict_weight": verdict_weight, "holdout": holdout, "rows": []}
-    for stage, test in ((1, p1.test), (2, p2.test)):
+    for stage, test in new.held_out.items():  # the same test parts the old cascade was measured on
         trained_on = set(extra[stage].texts)
         for name, examples in (("original test", test), ("held-out verdicts", held[stage])):
             before, after = _measure(cascade, stage, examples), _measure(new, stage, examples)

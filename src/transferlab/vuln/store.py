@@ -328,13 +328,6 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def count_unscored(self, version: str, projects: list[str] | None = None, since: datetime | None = None) -> int:
-        done = sa.select(scores.c.record_id).where(scores.c.cascade_version == version)
-        query = sa.select(sa.func.count()).select_from(records).where(records.c.id.not_in(done))
-        query = _where_projects_since(query, projects, since)
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
-
     def latest_version(self) -> str | None:
         """The cascade version that scored most recently (what triage lists by default)."""
         query = sa.select(scores.c.cascade_version).order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(1)
