@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .zoo import Resolved, cache_dir
+from .zoo import Resolved, cache_dir, files_digest, refuse_folder_code, remote_code_refusals
 
 LONG_DOCUMENT_MODES = ("head", "head+tail", "chunks")
 
@@ -34,16 +34,22 @@ def load_sentence_transformer(resolved: Resolved, device: str, trust_remote_code
 
     import torch
 
+    if resolved.local:
+        refuse_folder_code(resolved.location, trust_remote_code)
     # float32 whatever the stored dtype: an fp16 copy would be slow on CPU and differ from the fp32 original.
-    kwargs = {"device": device, "trust_remote_code": trust_remote_code, "model_kwargs": {"dtype": torch.float32}}
+    kwargs = {"device": device, "trust_remote_code": bool(trust_remote_code),
+              "model_kwargs": {"dtype": torch.float32}}
     if not resolved.local and resolved.revision:
         kwargs["revision"] = resolved.revision
-    return SentenceTransformer(resolved.location, **kwargs)
+    with remote_code_refusals(resolved.location):
+        return SentenceTransformer(resolved.location, **kwargs)
 
 
 def _identity(resolved: Resolved) -> str:
     if resolved.sha256:
         return resolved.sha256
+    if resolved.files:  # the weights' own hashes: a swapped file gets a new cache, whatever its mtime
+        return files_digest(resolved.files)
     if resolved.local:
         weights = sorted(Path(resolved.location).glob("*.safetensors"))
         stats = [(w.name, w.stat().st_size, int(w.stat().st_mtime)) for w in weights]

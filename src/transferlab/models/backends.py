@@ -19,7 +19,7 @@ from ..config import FROZEN_FEATURES, ModelConfig
 from ..data.records import Examples
 from ..encoders import wordvec
 from ..encoders.sentence import quiet_length_warning
-from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved
+from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved, refuse_folder_code, remote_code_refusals
 from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
 from .networks import FeatureNet, TransformerNet, WordVectorNet
 
@@ -181,6 +181,8 @@ class FrozenFeatureBackend(Backend):
 
     def restore(self, folder, n_labels, info):
         self.info = dict(info)
+        if self.resolved.local and not self.contrastive:  # refused at load, not at the first prediction
+            refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
         if self.contrastive:
             from ..encoders.sentence import SentenceEncoder
             from ..encoders.zoo import TRANSFORMER, Resolved, sha256_file
@@ -195,7 +197,8 @@ class FrozenFeatureBackend(Backend):
             local = Resolved(name=self.resolved.name, family=TRANSFORMER, location=str(folder / "encoder"),
                              local=True, sha256=info["encoder_sha256"])
             self._enc = SentenceEncoder(local, device=self.device, max_length=self.cfg.max_length,
-                                        long_document=self.cfg.truncation, use_cache=False)
+                                        long_document=self.cfg.truncation, use_cache=False,
+                                        trust_remote_code=self.cfg.trust_remote_code)
         return self._module(n_labels)
 
     def save_files(self, folder, module):
@@ -228,7 +231,8 @@ class TransformerBackend(Backend):
     family = TRANSFORMER
 
     def _hub_kwargs(self) -> dict:
-        kwargs = {"trust_remote_code": self.cfg.trust_remote_code}
+        # always an explicit bool: None lets transformers prompt on stdin, which `predict` reads as its input
+        kwargs = {"trust_remote_code": bool(self.cfg.trust_remote_code)}
         if not self.resolved.local and self.resolved.revision:
             kwargs["revision"] = self.resolved.revision
         return kwargs
@@ -236,10 +240,13 @@ class TransformerBackend(Backend):
     def build(self, train, validation, n_labels, seed):
         from transformers import AutoModel, AutoTokenizer
 
+        if self.resolved.local:
+            refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, **self._hub_kwargs())
-            backbone = AutoModel.from_pretrained(self.resolved.location, use_safetensors=True, dtype=torch.float32,
-                                                 **self._hub_kwargs())
+            with remote_code_refusals(self.resolved.location):
+                self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, **self._hub_kwargs())
+                backbone = AutoModel.from_pretrained(self.resolved.location, use_safetensors=True,
+                                                     dtype=torch.float32, **self._hub_kwargs())
         except OSError as exc:
             raise ModelNotAvailableError(f"cannot load a transformer from here: {exc}".splitlines()[0],
                                          where=self.resolved.location,
@@ -263,14 +270,18 @@ class TransformerBackend(Backend):
     def restore(self, folder, n_labels, info):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+        trust = bool(self.cfg.trust_remote_code)
         for sub in ("tokenizer", "encoder"):
             if not (folder / sub).is_dir():
                 raise ModelFileError(f"the {sub}/ folder is missing", where=str(folder), hint="re-save or retrain")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        config = AutoConfig.from_pretrained(folder / "encoder")
+            refuse_folder_code(folder / sub, trust)
+        with remote_code_refusals(str(folder)):
+            self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", trust_remote_code=trust)
+            config = AutoConfig.from_pretrained(folder / "encoder", trust_remote_code=trust)
+            backbone = AutoModel.from_config(config, trust_remote_code=trust)
         self.info = dict(info)
         # Saved LoRA weights are already merged into the backbone: load them as a plain model.
-        return self._wrap(AutoModel.from_config(config), n_labels, lora=False)
+        return self._wrap(backbone, n_labels, lora=False)
 
     def save_files(self, folder, module):
         self.tokenizer.save_pretrained(folder / "tokenizer")

@@ -23,7 +23,7 @@ import torch
 from .. import __version__
 from ..config import ModelConfig, TrainConfig, split_kwargs
 from ..data.records import Examples
-from ..encoders.zoo import resolve, sha256_file
+from ..encoders.zoo import TRUST_HINT, check_same_encoder, resolve, sha256_file
 from ..errors import ConfigError, DataError, ModelFileError
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
@@ -398,7 +398,9 @@ class TextClassifier:
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "auto") -> "TextClassifier":
+    def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False) -> "TextClassifier":
+        """Load a saved model.  Code shipped with it (or with its encoder) runs only when the caller passes
+        ``trust_remote_code=True``; the folder's own config.json cannot switch that on."""
         from safetensors.torch import load_file
 
         folder = Path(path)
@@ -415,7 +417,11 @@ class TextClassifier:
         if sha256_file(weights) != expected:
             raise ModelFileError(f"{WEIGHTS} was altered or corrupted (SHA-256 differs from config.json)",
                                  where=str(weights), hint="restore the file from the original run or retrain")
-        clf = cls(**{**config["model"], **config["train"]})
+        if config.get("model", {}).get("trust_remote_code") and not trust_remote_code:
+            raise ModelFileError("this model folder asks to run code that ships with its encoder (trust_remote_code "
+                                 "in its config.json), and TransferLab runs no folder's code unless you say so",
+                                 where=str(folder), hint=TRUST_HINT)
+        clf = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
         clf.model_config.resolve_defaults()
         clf.labels_, clf.multilabel_ = config["labels"], config["multilabel"]
         clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})
@@ -428,9 +434,8 @@ class TextClassifier:
         # (A contrastively tuned encoder is inside the folder, checked by its own SHA-256.)
         reresolve = clf.model_config.family == "frozen-features" and clf.model_config.strategy != "contrastive"
         clf.resolved_ = resolve(clf.model_config.encoder) if reresolve else saved
-        if saved.sha256 and clf.resolved_.sha256 != saved.sha256:
-            raise ModelFileError("the encoder found now differs from the one the model was trained with",
-                                 where=clf.model_config.encoder)
+        if reresolve:
+            check_same_encoder(saved, clf.resolved_)
         clf.backend_ = make_backend(clf.model_config, clf.resolved_, clf.device_)
         clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)

@@ -148,14 +148,16 @@ class Cascade:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Cascade":
+    def load(cls, folder: str | Path, *, trust_remote_code: bool = False) -> "Cascade":
+        """Load both stages; code shipped with a stage runs only with the caller's ``trust_remote_code=True``."""
         from ..models.backends import read_json
 
         folder = Path(folder)
         info = read_json(folder / "cascade.json", "this is not a cascade folder",
                          hint="train one with `transferlab vuln train --out FOLDER`")
-        stage1 = TextClassifier.load(folder / "stage1")  # each load re-checks its weights' SHA-256
-        stage2 = TextClassifier.load(folder / "stage2")
+        # each load re-checks its weights' SHA-256 and refuses a stage that asks to run code
+        stage1 = TextClassifier.load(folder / "stage1", trust_remote_code=trust_remote_code)
+        stage2 = TextClassifier.load(folder / "stage2", trust_remote_code=trust_remote_code)
         found = _identity(folder, stage1, stage2, info.get("recipes", {}))
         if found["version"] != info.get("version") or found["models"] != info.get("models"):
             raise ModelFileError("the stage models are not the ones this cascade.json describes "
