@@ -28,7 +28,8 @@ class Sleeps(list):
 
 def client(**kw):
     sleeps = Sleeps()
-    return HttpClient(sleep=sleeps, backoff=1.0, **kw), sleeps
+    # allow_insecure_http: the replay servers are plain-HTTP local ones, and some tests send a token to them
+    return HttpClient(sleep=sleeps, backoff=1.0, allow_insecure_http=True, **kw), sleeps
 
 
 def read_all(connector, checkpoint=None):

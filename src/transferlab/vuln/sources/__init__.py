@@ -8,7 +8,8 @@ SOURCES = ("gharchive", "github", "bugzilla", "jira", "mbox", "pipermail", "hype
 
 
 def make_connector(source: str, path: list[str] | None = None, url: str | None = None, repo: str | None = None,
-                   project: str | None = None, since: str | None = None, repos: list[str] | None = None) -> Connector:
+                   project: str | None = None, since: str | None = None, repos: list[str] | None = None,
+                   allow_insecure_http: bool = False) -> Connector:
     """The connector for ``source`` from command-line style arguments, with a clear error for what is missing."""
     def need(value, flag: str):
         if not value:
@@ -27,16 +28,18 @@ def make_connector(source: str, path: list[str] | None = None, url: str | None =
     if source == "github":
         from .github import GitHubConnector
 
-        return GitHubConnector(need(repo, "--repo owner/name"), since=since,
+        return GitHubConnector(need(repo, "--repo owner/name"), since=since, allow_insecure_http=allow_insecure_http,
                                **({"base_url": url} if url else {}))
     if source == "bugzilla":
         from .trackers import BugzillaConnector
 
-        return BugzillaConnector(need(url, "--url (the Bugzilla site)"), product=project, since=since)
+        return BugzillaConnector(need(url, "--url (the Bugzilla site)"), product=project, since=since,
+                                 allow_insecure_http=allow_insecure_http)
     if source == "jira":
         from .trackers import JiraConnector
 
-        return JiraConnector(need(url, "--url (the JIRA site)"), project=project, since=since)
+        return JiraConnector(need(url, "--url (the JIRA site)"), project=project, since=since,
+                             allow_insecure_http=allow_insecure_http)
     raise SourceError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
 
 
