@@ -10,39 +10,56 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from pathlib import Path
 from typing import Iterable
 
-from ..records import Record, parse_time
+from ..records import Record
 from .base import Batch, FileConnector, Skip
+from .fields import BadItem, github_repo, loads, need, obj, sha, text, when
 from .github import comment_record, issue_record
 
 KEPT_EVENTS = ("IssuesEvent", "PullRequestEvent", "IssueCommentEvent", "PullRequestReviewCommentEvent", "PushEvent")
 SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl", ".ndjson")
 
 
-def _commit_record(repo: str, commit: dict, event: dict) -> Record:
-    message = commit.get("message") or ""
-    title, _, body = message.partition("\n")
-    when = parse_time(event.get("created_at"))
+def _commit_record(repo: str, commit, event: dict) -> Record:
+    commit = need(obj(commit) or None, "commit object")
+    commit_sha = need(sha(commit.get("sha")), "commit sha")
+    title, _, body = (text(commit.get("message")) or "").partition("\n")
+    created = when(event.get("created_at"))
     return Record(
-        source="github", connector="gharchive", project=repo, kind="commit", native_id=f"{repo}@{commit['sha']}",
-        url=f"https://github.com/{repo}/commit/{commit['sha']}", title=title.strip(), body=body.strip(),
-        author=(commit.get("author") or {}).get("name"), created_at=when, updated_at=when, raw=event)
+        source="github", connector="gharchive", project=repo, kind="commit", native_id=f"{repo}@{commit_sha}",
+        url=f"https://github.com/{repo}/commit/{commit_sha}", title=title.strip(), body=body.strip(),
+        author=text(obj(commit.get("author")).get("name")), created_at=created, updated_at=created, raw=event)
 
 
-def event_records(event: dict) -> list[Record]:
-    """The records one GH Archive event holds (none for event types that say nothing in words)."""
-    kind, repo, payload = event.get("type"), event["repo"]["name"], event.get("payload") or {}
+def event_records(event: dict, problems: list[tuple[str, str]] | None = None) -> list[Record]:
+    """The records one GH Archive event holds (none for event types that say nothing in words).  Raises
+    :class:`~.fields.BadItem` when the event lacks what its records cannot do without; a push's commit that does
+    is left out and noted in ``problems`` as ``("commit N", reason)``, its other commits kept."""
+    kind, payload = text(event.get("type")), event.get("payload")
+    if not isinstance(payload, dict):
+        raise BadItem("no payload object")
+    repo = need(github_repo(obj(event.get("repo")).get("name")), "repository name (owner/name)")
     if kind == "PushEvent":
-        return [_commit_record(repo, c, event) for c in payload.get("commits") or []]
+        commits = payload.get("commits", [])  # absent since GitHub's 2025 events API change: nothing to keep
+        if not isinstance(commits, list):
+            raise BadItem("no usable list of commits")
+        found = []
+        for n, commit in enumerate(commits, start=1):
+            try:
+                found.append(_commit_record(repo, commit, event))
+            except BadItem as err:
+                if problems is not None:
+                    problems.append((f"commit {n}", str(err)))
+        return found
     if kind not in KEPT_EVENTS:
         return []
     on = "issue" if kind in ("IssuesEvent", "IssueCommentEvent") else "pull_request"
-    thread = issue_record(repo, payload[on], "gharchive", raw=event, pull_request=on == "pull_request")
+    parent = payload.get(on)
+    thread = issue_record(repo, parent, "gharchive", raw=event, pull_request=on == "pull_request")
     if kind.endswith("CommentEvent"):  # the event carries the comment and the state of its issue or PR
-        return [thread, comment_record(repo, payload["comment"], "gharchive", parent=payload[on], raw=event)]
+        return [thread, comment_record(repo, payload.get("comment"), "gharchive", parent=parent, raw=event)]
     return [thread]
 
 
@@ -77,18 +94,32 @@ class GHArchiveConnector(FileConnector):
             return
         where = f"{name}:{line_no}"
         try:
-            event = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            batch.skips.append(Skip(where, f"not a JSON object: {err}"))
+            event = loads(line)
+        except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, 5000-digit numbers, nested too deep
+            batch.skips.append(Skip(where, f"not a JSON object: {type(err).__name__}: {str(err)[:200]}"))
             return
         if not isinstance(event, dict) or "type" not in event or "repo" not in event:
             batch.skips.append(Skip(where, "not a GitHub event (no 'type' or 'repo')"))
             return
-        if event["type"] not in KEPT_EVENTS or (
-                self.repos is not None and str(event["repo"].get("name", "")).lower() not in self.repos):
+        kind = text(event["type"])
+        if kind not in KEPT_EVENTS:
             batch.filtered += 1
             return
+        repo = github_repo(obj(event["repo"]).get("name"))
+        if repo is None:
+            batch.skips.append(Skip(where, f"{kind} without a repository name (owner/name)"))
+            return
+        if self.repos is not None and repo.lower() not in self.repos:
+            batch.filtered += 1
+            return
+        problems: list[tuple[str, str]] = []
         try:
-            batch.records += event_records(event)
-        except (KeyError, TypeError, ValueError) as err:
-            batch.skips.append(Skip(where, f"{event['type']} without the fields it should have: {err!r}"))
+            found = event_records(event, problems)
+        except BadItem as err:
+            batch.skips.append(Skip(where, f"{kind} without the fields it should have: {err}"))
+        else:
+            for record in found:
+                record.origin = where
+            batch.records += found
+        batch.skips += [Skip(f"{where} {part}", f"{kind} without the fields it should have: {reason}")
+                        for part, reason in problems]

@@ -16,47 +16,64 @@ from typing import Iterator
 
 from ..records import Record, newest, parse_time, stamp
 from .base import Batch, Connector, Skip, SourceError
-from .http import HttpClient
+from .fields import BadItem, integer, loads, need, obj, sha, text, texts, when
+from .http import HttpClient, origin, shown
 
 STREAMS = ("issues", "comments", "commits")
 
 
-def issue_record(repo: str, item: dict, connector: str = "github-api", raw: dict | None = None,
+def _author(item: dict, *keys: str) -> str | None:
+    person = obj(item)
+    for key in keys[:-1]:
+        person = obj(person.get(key))
+    return text(person.get(keys[-1]))
+
+
+def issue_record(repo: str, item, connector: str = "github-api", raw: dict | None = None,
                  pull_request: bool = False) -> Record:
-    """An issue or pull request as the REST API and GH Archive payloads both give it (``raw``: the whole event)."""
+    """An issue or pull request as the REST API and GH Archive payloads both give it (``raw``: the whole event).
+    Raises :class:`~.fields.BadItem` when it has no number; any other field of the wrong type reads as absent."""
+    item = need(obj(item) or None, "issue or pull request object")
+    number = need(integer(item.get("number")), "issue number")
     return Record(
         source="github", connector=connector, project=repo,
         kind="pull_request" if pull_request or "pull_request" in item else "issue",
-        native_id=f"{repo}#{item['number']}",
-        url=item.get("html_url"), title=item.get("title") or "", body=item.get("body") or "",
-        author=(item.get("user") or {}).get("login"), created_at=parse_time(item.get("created_at")),
-        updated_at=parse_time(item.get("updated_at")),
-        labels=[lab.get("name", "") for lab in item.get("labels") or [] if isinstance(lab, dict)],
+        native_id=f"{repo}#{number}",
+        url=text(item.get("html_url")), title=text(item.get("title")) or "", body=text(item.get("body")) or "",
+        author=_author(item, "user", "login"), created_at=when(item.get("created_at")),
+        updated_at=when(item.get("updated_at")), labels=texts(item.get("labels"), "name"),
         raw=item if raw is None else raw)
 
 
-def comment_record(repo: str, item: dict, connector: str = "github-api", parent: dict | None = None,
+def comment_record(repo: str, item, connector: str = "github-api", parent: dict | None = None,
                    raw: dict | None = None) -> Record:
     """A comment; its issue comes from ``parent`` (GH Archive carries it, and its title gives the comment context)
     or else from the comment's ``issue_url`` (REST)."""
-    number = str(parent["number"]) if parent else str(item.get("issue_url") or "").rstrip("/").rsplit("/", 1)[-1]
+    item = need(obj(item) or None, "comment object")
+    comment_id = need(integer(item.get("id")), "comment id")
+    parent = obj(parent)
+    tail = (text(item.get("issue_url")) or "").rstrip("/").rsplit("/", 1)[-1]
+    number = integer(parent.get("number")) if parent else integer(tail)
     return Record(
-        source="github", connector=connector, project=repo, kind="comment", native_id=f"{repo}#comment-{item['id']}",
-        url=item.get("html_url"), title=(parent or {}).get("title") or "", body=item.get("body") or "",
-        author=(item.get("user") or {}).get("login"), created_at=parse_time(item.get("created_at")),
-        updated_at=parse_time(item.get("updated_at")), parent_id=f"{repo}#{number}" if number.isdigit() else None,
+        source="github", connector=connector, project=repo, kind="comment", native_id=f"{repo}#comment-{comment_id}",
+        url=text(item.get("html_url")), title=text(parent.get("title")) or "", body=text(item.get("body")) or "",
+        author=_author(item, "user", "login"), created_at=when(item.get("created_at")),
+        updated_at=when(item.get("updated_at")), parent_id=f"{repo}#{number}" if number is not None else None,
         raw=item if raw is None else raw)
 
 
-def commit_record(repo: str, item: dict, connector: str = "github-api") -> Record:
-    commit = item.get("commit") or {}
-    title, _, body = (commit.get("message") or "").partition("\n")
-    when = parse_time((commit.get("committer") or {}).get("date") or (commit.get("author") or {}).get("date"))
+def commit_record(repo: str, item, connector: str = "github-api") -> Record:
+    item = need(obj(item) or None, "commit object")
+    commit_sha = need(sha(item.get("sha")), "commit sha")
+    commit = obj(item.get("commit"))
+    title, _, body = (text(commit.get("message")) or "").partition("\n")
+    written = when(obj(commit.get("author")).get("date"))
+    when_committed = when(obj(commit.get("committer")).get("date")) or written
     return Record(
-        source="github", connector=connector, project=repo, kind="commit", native_id=f"{repo}@{item['sha']}",
-        url=item.get("html_url") or f"https://github.com/{repo}/commit/{item['sha']}", title=title.strip(),
-        body=body.strip(), author=(commit.get("author") or {}).get("name"),
-        created_at=parse_time((commit.get("author") or {}).get("date")) or when, updated_at=when, raw=item)
+        source="github", connector=connector, project=repo, kind="commit", native_id=f"{repo}@{commit_sha}",
+        url=text(item.get("html_url")) or f"https://github.com/{repo}/commit/{commit_sha}", title=title.strip(),
+        body=body.strip(), author=_author(commit, "author", "name"),
+        created_at=written or when_committed, updated_at=when_committed, raw=item)
 
 
 class GitHubConnector(Connector):
@@ -64,7 +81,7 @@ class GitHubConnector(Connector):
 
     def __init__(self, repo: str, since: datetime | str | None = None, base_url: str = "https://api.github.com",
                  token_env: str = "GITHUB_TOKEN", streams: tuple[str, ...] = STREAMS, per_page: int = 100,
-                 client: HttpClient | None = None):
+                 client: HttpClient | None = None, allow_insecure_http: bool = False):
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise SourceError(f"a GitHub repository is owner/name, not {repo!r}")
         unknown = set(streams) - set(STREAMS)
@@ -74,11 +91,11 @@ class GitHubConnector(Connector):
         self.since = parse_time(since) if since else None
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         token = os.environ.get(token_env)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self.client = client or HttpClient()
         self.client.secret_hint = self.client.secret_hint or f"set {token_env} to a token that can read {repo}"
         self.client.headers.update(headers)
+        self.client.bind_credential(self.base_url, headers={"Authorization": f"Bearer {token}"} if token else None,
+                                    allow_insecure_http=allow_insecure_http)
 
     @property
     def key(self) -> str:
@@ -111,6 +128,9 @@ class GitHubConnector(Connector):
         etag = stored.get("value") if not resuming and stored.get("since") == since else None
         high = mine.get("high")
         while url:
+            if origin(url) != origin(self.base_url):  # stop rather than page on without the token, or with it
+                raise SourceError(f"the next page is on another origin ({shown(url)}), not {shown(self.base_url)}",
+                                  hint="give --url as the API root the server names in its Link headers")
             response = self.client.get(url, params=params, etag=etag)
             if response.status_code == 304:  # nothing changed since the last run asked the same question
                 yield Batch(unchanged=1, checkpoint={k: dict(v) for k, v in state.items()})
@@ -118,20 +138,21 @@ class GitHubConnector(Connector):
             if params is not None and response.headers.get("ETag"):
                 mine["etag"] = {"since": since, "value": response.headers["ETag"]}
             try:
-                items = response.json()
-            except ValueError:
+                items = loads(response.content)
+            except (ValueError, RecursionError):
                 raise SourceError("the answer is not JSON", where=response.url) from None
             if not isinstance(items, list):
-                raise SourceError(f"expected a list of {stream}, got {type(items).__name__}: {str(items)[:120]}",
+                raise SourceError(f"expected a list of {stream}, got {type(items).__name__}: {str(items)[:120]!r}",
                                   where=response.url)
             batch = Batch()
             make = {"issues": issue_record, "comments": comment_record, "commits": commit_record}[stream]
             for n, item in enumerate(items):
                 try:
                     record = make(self.repo, item)
-                except (KeyError, TypeError, ValueError) as err:
-                    batch.skips.append(Skip(f"{response.url} item {n}", f"not a GitHub {stream[:-1]}: {err!r}"))
+                except BadItem as err:
+                    batch.skips.append(Skip(f"{response.url} item {n}", f"not a GitHub {stream[:-1]}: {err}"))
                     continue
+                record.origin = f"{response.url} item {n}"
                 batch.records.append(record)
             high = newest((r.updated_at for r in batch.records), high)
             url, params, etag = response.links.get("next", {}).get("url"), None, None

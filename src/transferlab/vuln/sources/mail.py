@@ -19,21 +19,29 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..records import Record, parse_time
+from ..records import Record
 from .base import Batch, FileConnector, Skip
+from .fields import bounded, when
 
 SUFFIXES = (".mbox", ".mbox.gz", ".txt", ".txt.gz", ".gz", ".bz2", ".mbx", ".eml")
-_OBFUSCATED = re.compile(r"([\w.+-]+) at ([\w-]+(?:\.[\w-]+)+)")
+# The look-behind lets a match start only where a word starts: without it, every position of a 40 kB run of
+# letters started a scan to the run's end (quadratic: 8 s for one header); with it the search is linear.
+_OBFUSCATED = re.compile(r"(?<![\w.+-])([\w.+-]+) at ([\w-]+(?:\.[\w-]+)+)")
+# ``[^<>]`` for the same reason: ``<[^>]+>`` rescanned to the end from each ``<`` of a run of them.
+_ANGLED = re.compile(r"<([^<>]+)>")
+_TAG = re.compile(r"<[^<>]+>")
 _LIST_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw)\s*:\s*)*\[([^\]]+)\]", re.IGNORECASE)
 
 
 def _decode_bytes(data: bytes, charset: str | None) -> str:
+    """Text in the charset the message names when Python has it and the bytes fit, else UTF-8, else a guess;
+    never an error: ``charset=undefined`` names a codec that always raises, others name none at all."""
     for candidate in (charset, "utf-8"):
         if not candidate:
             continue
         try:
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError, ValueError, TypeError):  # unknown, "undefined", a NUL in the name
             continue
     if len(data) >= 200:  # long enough for a guess to beat Windows-1252, the commonest unlabelled 8-bit text
         from charset_normalizer import from_bytes  # ships with requests
@@ -73,7 +81,7 @@ def body_text(msg: Message) -> str:
     for part in msg.walk() if msg.is_multipart() else [msg]:
         if part.is_multipart() or part.get_content_maintype() != "text":
             continue
-        if (part.get("Content-Disposition") or "").lower().startswith("attachment"):
+        if str(part.get("Content-Disposition") or "").lower().startswith("attachment"):
             continue
         try:
             data = part.get_payload(decode=True)
@@ -86,22 +94,51 @@ def body_text(msg: Message) -> str:
         (htmls if part.get_content_subtype() == "html" else plain).append(text)
     if plain:
         return "\n\n".join(t.strip() for t in plain).strip()
-    stripped = [html.unescape(re.sub(r"<[^>]+>", " ", t)) for t in htmls]
+    stripped = [html.unescape(_TAG.sub(" ", t)) for t in htmls]
     return re.sub(r"[ \t]+", " ", "\n\n".join(stripped)).strip()
 
 
-def split_mbox(lines: Iterable[bytes]) -> Iterator[bytes]:
-    """Messages of an mbox stream: each starts at a ``From `` line at the top or after a blank line."""
+class TooLarge(int):
+    """Stands for a message over the size cap (its size in bytes): counted as a skip, never held whole."""
+
+
+def split_mbox(lines: Iterable[bytes], max_bytes: int | None = None) -> Iterator[bytes | TooLarge]:
+    """Messages of an mbox stream: each starts at a ``From `` line at the top or after a blank line.  A message
+    over ``max_bytes`` (many short lines can make one of gigabytes) is passed over as it streams by and
+    yielded as its :class:`TooLarge` size instead."""
     current: list[bytes] = []
-    previous_blank = True
+    size, previous_blank = 0, True
     for line in lines:
-        if line.startswith(b"From ") and previous_blank and current:
-            yield b"".join(current)
+        if line.startswith(b"From ") and previous_blank and (current or size):
+            yield TooLarge(size) if max_bytes is not None and size > max_bytes else b"".join(current)
+            current, size = [], 0
+        size += len(line)
+        if max_bytes is None or size <= max_bytes:
+            current.append(line)
+        else:
             current = []
-        current.append(line)
         previous_blank = not line.strip()
-    if current and any(x.strip() for x in current):
+    if max_bytes is not None and size > max_bytes:
+        yield TooLarge(size)
+    elif current and any(x.strip() for x in current):
         yield b"".join(current)
+
+
+def _author(text: str) -> str:
+    """``Name <address>`` from a From header, or the header as it is when it holds no address."""
+    try:
+        names = getaddresses([text])
+    except (RecursionError, ValueError, IndexError):  # the stdlib parser recurses once per "(" of a comment
+        return text
+    if names and names[0][1]:
+        return names[0][1] if not names[0][0] else f"{names[0][0]} <{names[0][1]}>"
+    return text
+
+
+def _message_id(value) -> str | None:
+    """A Message-ID or In-Reply-To without its brackets, bounded: a 40 kB one is one ``sha256:`` id."""
+    found = header_text(value).strip().strip("<>").strip()
+    return bounded(found) if found else None
 
 
 def message_record(raw: bytes, project: str | None, connector: str) -> Record | None:
@@ -111,20 +148,16 @@ def message_record(raw: bytes, project: str | None, connector: str) -> Record | 
     subject, body = header_text(msg.get("Subject")), body_text(msg)
     if not msg.keys() and not body:
         return None
-    message_id = header_text(msg.get("Message-ID")).strip().strip("<>").strip()
-    native_id = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
-    sent = parse_time(header_text(msg.get("Date")))
+    native_id = _message_id(msg.get("Message-ID")) or "sha256:" + hashlib.sha256(raw).hexdigest()
+    sent = when(header_text(msg.get("Date")))
     if sent is None and unixfrom:
-        sent = parse_time(" ".join(unixfrom.decode("latin-1").split()[-5:]))
-    author = _deobfuscate(header_text(msg.get("From")))
-    names = getaddresses([author])
-    if names and names[0][1]:
-        author = names[0][1] if not names[0][0] else f"{names[0][0]} <{names[0][1]}>"
+        sent = when(" ".join(unixfrom.decode("latin-1").split()[-5:]))
+    author = _author(_deobfuscate(header_text(msg.get("From"))))
     list_id = header_text(msg.get("List-Id"))
     if project is None:
-        found = re.search(r"<([^>]+)>", list_id) or _LIST_PREFIX.match(subject)
-        project = found.group(1) if found else "unknown-list"
-    reply_to = header_text(msg.get("In-Reply-To")).strip().strip("<>").strip() or None
+        found = _ANGLED.search(list_id) or _LIST_PREFIX.match(subject)
+        project = bounded(found.group(1)) if found else "unknown-list"
+    reply_to = _message_id(msg.get("In-Reply-To"))
     archived = header_text(msg.get("Archived-At")).strip("<> ") or None
     return Record(source="mail", connector=connector, project=project, kind="mail", native_id=native_id,
                   url=archived, title=subject, body=body, author=author or None, created_at=sent,
@@ -146,15 +179,22 @@ class MailConnector(FileConnector):
         self.project = project
 
     def _units(self, stream):
-        return split_mbox(stream)
+        return split_mbox(stream, self.max_record_bytes)
 
     def _read_unit(self, name: str, number: int, raw: bytes, batch: Batch) -> None:
+        if isinstance(raw, TooLarge):
+            batch.skips.append(Skip(f"{name}: message {number}", f"a message of {raw:,} bytes, over the "
+                                    f"{self.max_record_bytes:,}-byte limit for one record (--max-record-bytes): "
+                                    "passed over unread"))
+            return
         try:
             record = message_record(raw, self.project, self.name)
         except Exception as err:  # noqa: BLE001 - one broken message is counted, the archive goes on
-            batch.skips.append(Skip(f"{name}: message {number}", f"cannot be parsed: {type(err).__name__}: {err}"))
+            batch.skips.append(Skip(f"{name}: message {number}",
+                                    f"cannot be parsed: {type(err).__name__}: {str(err)[:200]}"))
             return
         if record is None:
             batch.skips.append(Skip(f"{name}: message {number}", "no headers and no text"))
         else:
+            record.origin = f"{name}: message {number}"
             batch.records.append(record)

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from ..records import Record, newest, parse_time, stamp
 from .base import Batch, Connector, Skip, SourceError
+from .fields import BadItem, integer, items, jira_key, need, obj, text, texts, when
 from .http import HttpClient, NotFound
 
 
@@ -36,6 +37,34 @@ class _PagedTracker(Connector):
         """Records and skips of one page, and how many items (bugs, issues) it had."""
         raise NotImplementedError
 
+    def _object(self, url: str, params: dict) -> dict:
+        """An answer that must be a JSON object: anything else is the server's fault, said with its URL."""
+        data = self.client.json(url, params)
+        if not isinstance(data, dict):
+            raise SourceError(f"expected a JSON object, got a {type(data).__name__}: {str(data)[:120]!r}", where=url)
+        return data
+
+    def _listed(self, data: dict, key: str, url: str) -> list:
+        found = data.get(key, [])
+        if not isinstance(found, list):
+            raise SourceError(f"expected a list under {key!r}, got a {type(found).__name__}", where=url)
+        return found
+
+    @staticmethod
+    def _each(things: list, where: str, what: str, make, skips: list[Skip]) -> list[Record]:
+        """``make(thing)`` for each thing; one without what it needs is a skip at ``where item N``."""
+        out = []
+        for n, thing in enumerate(things):
+            try:
+                made = make(thing)
+            except BadItem as err:
+                skips.append(Skip(f"{where} item {n}", f"not a {what}: {err}"))
+                continue
+            for record in made if isinstance(made, list) else [made]:
+                record.origin = getattr(record, "origin", None) or f"{where} item {n}"
+                out.append(record)
+        return out
+
     def batches(self, checkpoint: dict | None) -> Iterator[Batch]:
         state = dict(checkpoint or {})
         since = state.get("since") or stamp(self.since)
@@ -56,20 +85,21 @@ class BugzillaConnector(_PagedTracker):
     name = "bugzilla"
 
     def __init__(self, base_url: str, product: str | None = None, since: datetime | str | None = None,
-                 page_size: int = 100, key_env: str = "BUGZILLA_API_KEY", client: HttpClient | None = None):
+                 page_size: int = 100, key_env: str = "BUGZILLA_API_KEY", client: HttpClient | None = None,
+                 allow_insecure_http: bool = False):
         super().__init__(base_url, since, page_size, client, f"set {key_env} to an API key of {base_url}")
         self.product = product
         key = os.environ.get(key_env)
-        if key:
-            self.client.headers["X-BUGZILLA-API-KEY"] = key
+        self.client.bind_credential(self.base_url, headers={"X-BUGZILLA-API-KEY": key} if key else None,
+                                    allow_insecure_http=allow_insecure_http)
 
     @property
     def key(self) -> str:
         return f"bugzilla:{self.base_url}" + (f"/{self.product}" if self.product else "")
 
     def _json(self, url: str, params: dict) -> dict:
-        data = self.client.json(url, params)
-        if isinstance(data, dict) and data.get("error"):
+        data = self._object(url, params)
+        if data.get("error"):
             raise SourceError(f"Bugzilla error {data.get('code')}: {data.get('message')}", where=url)
         return data
 
@@ -79,28 +109,35 @@ class BugzillaConnector(_PagedTracker):
             params["last_change_time"] = since
         if self.product:
             params["product"] = self.product
-        bugs = self._json(f"{self.base_url}/rest/bug", params).get("bugs", [])
-        records, skips = [], []
-        comments = self._comments([b["id"] for b in bugs if "id" in b], skips)
-        for bug in bugs:
-            try:
-                bug_id = bug["id"]
-                thread = comments.get(str(bug_id), [])
-                description = next((c for c in thread if c.get("count") == 0), thread[0] if thread else None)
-                changed = parse_time(bug.get("last_change_time"))
-                records.append(Record(
-                    source="bugzilla", connector="bugzilla", project=bug.get("product") or self.host, kind="bug",
-                    native_id=f"{self.host}/{bug_id}", url=f"{self.base_url}/show_bug.cgi?id={bug_id}",
-                    title=bug.get("summary") or "", body=(description or {}).get("text") or "",
-                    author=bug.get("creator"), created_at=parse_time(bug.get("creation_time")), updated_at=changed,
-                    labels=[*bug.get("keywords", []), *([bug["component"]] if bug.get("component") else [])],
-                    raw={"bug": bug, "comments": thread}))
-                records += [self._comment(bug, c) for c in thread if c is not description]
-            except (KeyError, TypeError, ValueError) as err:
-                skips.append(Skip(f"{self.base_url}/rest/bug offset {offset}", f"not a Bugzilla bug: {err!r}"))
+        url = f"{self.base_url}/rest/bug"
+        bugs = self._listed(self._json(url, params), "bugs", url)
+        skips: list[Skip] = []
+        # Only integer ids go into the comment URL: an id is never pasted into a path unchecked.
+        ids = [i for i in (integer(obj(b).get("id")) for b in bugs) if i is not None]
+        comments = self._comments(ids, skips)
+        records = self._each(bugs, f"{url} offset {offset}", "Bugzilla bug",
+                             lambda bug: self._bug(bug, comments, skips), skips)
         return records, skips, len(bugs)
 
-    def _comments(self, ids: list, skips: list[Skip]) -> dict:
+    def _bug(self, bug, comments: dict, skips: list[Skip]) -> list[Record]:
+        bug = need(obj(bug) or None, "bug object")
+        bug_id = need(integer(bug.get("id")), "bug id")
+        thread = [c for c in comments.get(bug_id, []) if isinstance(c, dict)]
+        description = next((c for c in thread if c.get("count") == 0), thread[0] if thread else None)
+        component = text(bug.get("component"))
+        record = Record(
+            source="bugzilla", connector="bugzilla", project=text(bug.get("product")) or self.host, kind="bug",
+            native_id=f"{self.host}/{bug_id}", url=f"{self.base_url}/show_bug.cgi?id={bug_id}",
+            title=text(bug.get("summary")) or "", body=text(obj(description).get("text")) or "",
+            author=text(bug.get("creator")), created_at=when(bug.get("creation_time")),
+            updated_at=when(bug.get("last_change_time")),
+            labels=[*texts(bug.get("keywords")), *([component] if component else [])],
+            raw={"bug": bug, "comments": comments.get(bug_id, [])})
+        rest = [c for c in comments.get(bug_id, []) if c is not description]
+        where = f"{self.base_url}/rest/bug/{bug_id}/comment"
+        return [record, *self._each(rest, where, "Bugzilla comment", lambda c: self._comment(bug, bug_id, c), skips)]
+
+    def _comments(self, ids: list[int], skips: list[Skip]) -> dict[int, list]:
         if not ids:
             return {}
         url = f"{self.base_url}/rest/bug/{ids[0]}/comment"
@@ -109,17 +146,21 @@ class BugzillaConnector(_PagedTracker):
         except NotFound as err:
             skips.append(Skip(url, f"comments not readable, bugs kept without them: {err.message}"))
             return {}
-        return {str(k): v.get("comments", []) for k, v in (data.get("bugs") or {}).items()}
+        found = {integer(k): items(obj(v).get("comments")) for k, v in obj(data.get("bugs")).items()}
+        return {k: v for k, v in found.items() if k is not None}
 
-    def _comment(self, bug: dict, comment: dict) -> Record:
-        when = parse_time(comment.get("creation_time"))
+    def _comment(self, bug: dict, bug_id: int, comment) -> Record:
+        comment = need(obj(comment) or None, "comment object")
+        comment_id = need(integer(comment.get("id")), "comment id")
+        count = integer(comment.get("count"))
+        created = when(comment.get("creation_time"))
         return Record(
-            source="bugzilla", connector="bugzilla", project=bug.get("product") or self.host, kind="comment",
-            native_id=f"{self.host}/{bug['id']}/comment/{comment['id']}",
-            url=f"{self.base_url}/show_bug.cgi?id={bug['id']}#c{comment.get('count', '')}",
-            title=bug.get("summary") or "", body=comment.get("text") or comment.get("raw_text") or "",
-            author=comment.get("creator") or comment.get("author"), created_at=when,
-            updated_at=parse_time(comment.get("time")) or when, parent_id=f"{self.host}/{bug['id']}", raw=comment)
+            source="bugzilla", connector="bugzilla", project=text(bug.get("product")) or self.host, kind="comment",
+            native_id=f"{self.host}/{bug_id}/comment/{comment_id}",
+            url=f"{self.base_url}/show_bug.cgi?id={bug_id}#c{'' if count is None else count}",
+            title=text(bug.get("summary")) or "", body=text(comment.get("text")) or text(comment.get("raw_text")) or "",
+            author=text(comment.get("creator")) or text(comment.get("author")), created_at=created,
+            updated_at=when(comment.get("time")) or created, parent_id=f"{self.host}/{bug_id}", raw=comment)
 
 
 class JiraConnector(_PagedTracker):
@@ -127,14 +168,13 @@ class JiraConnector(_PagedTracker):
 
     def __init__(self, base_url: str, project: str | None = None, since: datetime | str | None = None,
                  page_size: int = 50, token_env: str = "JIRA_TOKEN", user_env: str = "JIRA_USER",
-                 client: HttpClient | None = None):
+                 client: HttpClient | None = None, allow_insecure_http: bool = False):
         super().__init__(base_url, since, page_size, client, f"set {token_env} (and {user_env} for Atlassian Cloud)")
         self.project = project
         token, user = os.environ.get(token_env), os.environ.get(user_env)
-        if token and user:
-            self.client.session.auth = (user, token)
-        elif token:
-            self.client.headers["Authorization"] = f"Bearer {token}"
+        self.client.bind_credential(self.base_url, auth=(user, token) if token and user else None,
+                                    headers={"Authorization": f"Bearer {token}"} if token and not user else None,
+                                    allow_insecure_http=allow_insecure_http)
 
     @property
     def key(self) -> str:
@@ -149,48 +189,59 @@ class JiraConnector(_PagedTracker):
             clauses.append(f'updated >= "{parse_time(since).strftime("%Y/%m/%d %H:%M")}"')
         jql = " AND ".join(clauses) + " ORDER BY updated ASC"
         params = {"jql": jql.strip(), "startAt": offset, "maxResults": self.page_size, "fields": "*all"}
-        data = self.client.json(f"{self.base_url}/rest/api/2/search", params)
-        issues = data.get("issues", [])
-        records, skips = [], []
-        for issue in issues:
-            try:
-                fields = issue.get("fields") or {}
-                key = issue["key"]
-                updated = parse_time(fields.get("updated"))
-                person = fields.get("reporter") or fields.get("creator") or {}
-                thread = self._comments(issue, skips)
-                records.append(Record(
-                    source="jira", connector="jira", project=(fields.get("project") or {}).get("key") or self.host,
-                    kind="issue", native_id=f"{self.host}/{key}", url=f"{self.base_url}/browse/{key}",
-                    title=fields.get("summary") or "", body=fields.get("description") or "",
-                    author=person.get("displayName") or person.get("name"),
-                    created_at=parse_time(fields.get("created")), updated_at=updated,
-                    labels=list(fields.get("labels") or []), raw={"issue": issue, "comments": thread}))
-                records += [self._comment(issue, c) for c in thread]
-            except (KeyError, TypeError, ValueError) as err:
-                skips.append(Skip(f"{self.base_url}/rest/api/2/search startAt {offset}", f"not a JIRA issue: {err!r}"))
+        url = f"{self.base_url}/rest/api/2/search"
+        issues = self._listed(self._object(url, params), "issues", url)
+        skips: list[Skip] = []
+        records = self._each(issues, f"{url} startAt {offset}", "JIRA issue", lambda i: self._issue(i, skips), skips)
         return records, skips, len(issues)
 
-    def _comments(self, issue: dict, skips: list[Skip]) -> list[dict]:
-        url, found, start = f"{self.base_url}/rest/api/2/issue/{issue['id']}/comment", [], 0
+    def _issue(self, issue, skips: list[Skip]) -> list[Record]:
+        issue = need(obj(issue) or None, "issue object")
+        key = need(jira_key(issue.get("key")), "issue key (PROJECT-123)")
+        issue_id = need(integer(issue.get("id")), "issue id")  # only an integer goes into the comment URL
+        fields = obj(issue.get("fields"))
+        person = obj(fields.get("reporter")) or obj(fields.get("creator"))
+        url, thread = self._comments(issue_id, skips)
+        record = Record(
+            source="jira", connector="jira", project=text(obj(fields.get("project")).get("key")) or self.host,
+            kind="issue", native_id=f"{self.host}/{key}", url=f"{self.base_url}/browse/{key}",
+            title=text(fields.get("summary")) or "", body=text(fields.get("description")) or "",
+            author=text(person.get("displayName")) or text(person.get("name")),
+            created_at=when(fields.get("created")), updated_at=when(fields.get("updated")),
+            labels=texts(fields.get("labels")), raw={"issue": issue, "comments": thread})
+        return [record, *self._each(thread, url, "JIRA comment", lambda c: self._comment(issue, key, c), skips)]
+
+    def _comments(self, issue_id: int, skips: list[Skip]) -> tuple[str, list]:
+        url, found, start = f"{self.base_url}/rest/api/2/issue/{issue_id}/comment", [], 0
         while True:
             try:
                 page = self.client.json(url, {"startAt": start, "maxResults": self.page_size})
             except NotFound as err:
                 skips.append(Skip(url, f"comments not readable, issue kept without them: {err.message}"))
-                return found
-            comments = page.get("comments", [])
+                return url, found
+            comments = obj(page).get("comments")
+            if not isinstance(comments, list):
+                skips.append(Skip(url, f"startAt {start} is not a page of JIRA comments (a {type(page).__name__}); "
+                                       "issue kept without the rest"))
+                return url, found
             found += comments
+            total, answered = integer(obj(page).get("total")), integer(obj(page).get("startAt"))
+            # A server that ignores startAt would answer the same page for ever: stop at the first repeat.
+            if not comments or total is None or (answered is not None and answered != start):
+                return url, found
             start += len(comments)
-            if not comments or start >= page.get("total", 0):
-                return found
+            if start >= total:
+                return url, found
 
-    def _comment(self, issue: dict, comment: dict) -> Record:
-        person = comment.get("author") or {}
+    def _comment(self, issue: dict, key: str, comment) -> Record:
+        comment = need(obj(comment) or None, "comment object")
+        comment_id = need(integer(comment.get("id")), "comment id")
+        fields = obj(issue.get("fields"))
+        person = obj(comment.get("author"))
         return Record(
-            source="jira", connector="jira", project=((issue.get("fields") or {}).get("project") or {}).get("key")
-            or self.host, kind="comment", native_id=f"{self.host}/{issue['key']}/comment/{comment['id']}",
-            url=f"{self.base_url}/browse/{issue['key']}?focusedCommentId={comment['id']}",
-            title=(issue.get("fields") or {}).get("summary") or "", body=comment.get("body") or "",
-            author=person.get("displayName") or person.get("name"), created_at=parse_time(comment.get("created")),
-            updated_at=parse_time(comment.get("updated")), parent_id=f"{self.host}/{issue['key']}", raw=comment)
+            source="jira", connector="jira", project=text(obj(fields.get("project")).get("key")) or self.host,
+            kind="comment", native_id=f"{self.host}/{key}/comment/{comment_id}",
+            url=f"{self.base_url}/browse/{key}?focusedCommentId={comment_id}",
+            title=text(fields.get("summary")) or "", body=text(comment.get("body")) or "",
+            author=text(person.get("displayName")) or text(person.get("name")), created_at=when(comment.get("created")),
+            updated_at=when(comment.get("updated")), parent_id=f"{self.host}/{key}", raw=comment)
