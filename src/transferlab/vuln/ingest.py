@@ -49,8 +49,11 @@ def ingest(connector: Connector, store: Store, progress: bool = True, restart: b
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     if restart:
-        store.reset_checkpoint(connector.key)
+        for key in [connector.key, *connector.legacy_keys]:
+            store.reset_checkpoint(key)
     checkpoint = store.checkpoint(connector.key)
+    for key in connector.legacy_keys:  # written by an earlier release: honoured, then kept under the new key
+        checkpoint = checkpoint if checkpoint is not None else store.checkpoint(key)
     report = IngestReport(source=connector.describe(), resumed=checkpoint is not None)
     start = time.perf_counter()
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.completed} records"),
@@ -67,8 +70,9 @@ def ingest(connector: Connector, store: Store, progress: bool = True, restart: b
                 report.unchanged += written.unchanged
                 report.filtered += batch.filtered
                 report.pages_unchanged += batch.unchanged
-                report.skipped += len(batch.skips)
-                report.skip_examples += [f"{s.location}: {s.reason}" for s in batch.skips][:5 - len(report.skip_examples)]
+                skipped = batch.skips + written.rejected
+                report.skipped += len(skipped)
+                report.skip_examples += [f"{s.location}: {s.reason}" for s in skipped][:5 - len(report.skip_examples)]
                 bar.update(task, completed=report.read, skipped=report.skipped)
         except SourceError as err:
             report.error = str(err)

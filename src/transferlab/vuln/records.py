@@ -8,6 +8,8 @@ is its identity: the same GitHub issue read from GH Archive and from the REST AP
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +22,14 @@ CVE_RE = re.compile(r"\bCVE-(\d{4})-(\d{4,7})\b", re.IGNORECASE)
 GHSA_RE = re.compile(r"\bGHSA(?:-[23456789cfghjmpqrvwx]{4}){3}\b", re.IGNORECASE)
 CWE_RE = re.compile(r"\bCWE-(\d{1,4})\b", re.IGNORECASE)
 URL_RE = re.compile(r"https?://[^\s<>\"'`)\]}]+", re.IGNORECASE)
+
+# Column widths of the store's bounded columns (a migration is a frozen snapshot, so they are repeated here).
+BOUNDED = {"source": 32, "connector": 32, "kind": 32, "native_id": 512, "project": 512, "parent_id": 512}
+ORIGINALS = "_transferlab_originals"
+"""Key under which ``raw`` keeps a bounded field's original value."""
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_TEXT = ("source", "connector", "project", "kind", "native_id", "title", "body")
+_OPTIONAL_TEXT = ("url", "author", "parent_id")
 
 
 @dataclass
@@ -39,12 +49,38 @@ class Record:
     parent_id: str | None = None
     references: dict[str, list[str]] = field(default_factory=dict)
     raw: Any = None
+    origin: str | None = field(default=None, compare=False, repr=False)
+    """Where the connector read it (``file:line``, ``file: message 3``): the place a skip names."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown record kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        self._make_storable()
         if not self.references:
             self.references = extract_references(f"{self.title}\n{self.body}")
+
+    def _make_storable(self) -> None:
+        """The one place where text written by strangers becomes text every database accepts: lone surrogates
+        become U+FFFD, NUL goes (PostgreSQL text and JSONB refuse both), non-text becomes text, and a value too long
+        for its column is cut to a prefix plus a hash of the whole, so identities stay distinct; ``raw`` keeps the
+        original."""
+        for name in _TEXT + _OPTIONAL_TEXT:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_TEXT:
+                continue
+            setattr(self, name, storable_text(value))
+        self.labels = [storable_text(v) for v in self.labels] if isinstance(self.labels, (list, tuple)) else []
+        self.created_at, self.updated_at = parse_time(self.created_at), parse_time(self.updated_at)
+        self.raw = storable(self.raw)
+        originals = {}
+        for name, width in BOUNDED.items():
+            value = getattr(self, name)
+            if value is not None and len(value) > width:
+                originals[name] = value
+                setattr(self, name, bounded(value, width))
+        if originals:
+            self.raw = {**self.raw, ORIGINALS: originals} if isinstance(self.raw, dict) else \
+                {"raw": self.raw, ORIGINALS: originals}
 
     @property
     def text(self) -> str:
@@ -53,9 +89,48 @@ class Record:
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        del d["origin"]
         for key in ("created_at", "updated_at"):
             d[key] = d[key].isoformat() if d[key] else None
         return d
+
+
+def storable_text(value: Any) -> str:
+    """``value`` as text a database stores: lone surrogates -> U+FFFD, NUL removed, anything else -> ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = value if isinstance(value, str) else str(value)
+    # isascii() and encode() are C loops, twice as fast as a regex scan on ingest's hot path; encoding fails only
+    # where a lone surrogate is
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def storable(value: Any) -> Any:
+    """A JSON payload with every string (keys too) made :func:`storable_text` and non-finite numbers as text
+    (JSONB has no NaN or Infinity); other JSON values are returned as they are."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def bounded(value: str, width: int) -> str:
+    """``value`` cut to ``width`` characters, keeping a prefix and a SHA-256 of the whole so that two long values
+    that share the prefix stay two identities."""
+    digest = "#sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return value[: width - len(digest)] + digest
 
 
 def extract_references(text: str) -> dict[str, list[str]]:
@@ -82,22 +157,27 @@ def newest(times, current: str | None = None) -> str | None:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 (GitHub, Bugzilla), JIRA's ``+0000`` offsets, RFC 2822 (mail) or epoch seconds -> aware UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, (int, float)):
-        dt = datetime.fromtimestamp(value, tz=timezone.utc)
-    else:
-        text = str(value).strip()
-        try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            try:
-                dt = parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
+    """ISO 8601 (GitHub, Bugzilla), JIRA's ``+0000`` offsets, RFC 2822 (mail) or epoch seconds -> aware UTC.
+
+    Anything else (``1e20``, NaN, a year past 9999 or before 1, a list, a boolean) is None: a time a stranger
+    wrote wrong costs the record its time, never the record."""
+    try:
+        if isinstance(value, datetime):
+            dt = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return None
+        elif isinstance(value, (int, float)):
+            dt = datetime.fromtimestamp(value, tz=timezone.utc)
+        else:
+            text = value.strip()
+            if not text:
                 return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                dt = parsedate_to_datetime(text)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.astimezone(timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None

@@ -1,30 +1,38 @@
 """Where ingested records, checkpoints and skips live: SQLite by default, PostgreSQL by URL (SQLAlchemy + Alembic).
 
 The schema is owned by the Alembic migrations in ``migrations/``; :meth:`Store.open` brings any database to the
-newest revision before use, so an older store keeps working after an upgrade.  A batch from a connector is
-written in one transaction (records upserted by ``(source, native_id)``, skips, checkpoint), which is what
-makes ingestion idempotent and resumable.  Every statement is built by SQLAlchemy with bound parameters.
+newest revision before use, so an older store keeps working after an upgrade; migrations are serialised (a
+PostgreSQL advisory lock, a lock file beside a SQLite database), so two processes opening a fresh store both
+succeed.  A batch from a connector is written in one transaction (records upserted by ``(source, native_id)``
+with ``INSERT ... ON CONFLICT``, skips, checkpoint), which is what makes ingestion idempotent, resumable and safe
+to run twice at once.  A record the database refuses is a skip of its own: the rest of its batch and the
+checkpoint are still committed.  Every statement is built by SQLAlchemy with bound parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from transferlab.errors import TransferLabError
 
-from .records import Record
-from .sources.base import Batch
+from .records import Record, bounded, storable, storable_text
+from .sources.base import Batch, Skip
 
 DEFAULT_URL = "sqlite:///transferlab-vuln.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x746C76756C6E  # PostgreSQL advisory lock key held while migrating ("tlvuln")
+KEY_WIDTH = 2048  # checkpoints.key and skips.source_key
+REASON_WIDTH = 2000  # a skip's reason is a sentence, not a copy of the input
 
 
 class StoreError(TransferLabError):
@@ -91,6 +99,7 @@ skips = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("times", sa.Integer, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
     sa.Index("ix_skips_source_key", "source_key"),
 )
 
@@ -140,9 +149,26 @@ def _newer(incoming: datetime | None, stored: datetime | None) -> bool:
     return stored is None or (incoming is not None and incoming >= stored)
 
 
-def _strictly_newer(incoming: datetime | None, stored: datetime | None) -> bool:
-    """A stored record is replaced only by a later version: reading the same page again changes nothing."""
-    return incoming is not None and (stored is None or incoming > stored)
+def _key(key: str) -> str:
+    """A checkpoint key that fits its column (many files on one command line make a long one)."""
+    return bounded(storable_text(key), KEY_WIDTH) if len(key) > KEY_WIDTH else storable_text(key)
+
+
+# The database itself failed (locked, gone, out of space), not one record: never turned into a record's skip.
+_NOT_THE_RECORD = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError)
+
+
+def _record_fault(err: Exception) -> bool:
+    sqlstate = str(getattr(getattr(err, "orig", None), "sqlstate", None) or "")
+    if sqlstate[:2] in ("22", "23", "54"):  # PostgreSQL: bad data, a constraint, a size limit: this record's values
+        return True
+    return isinstance(err, (sa.exc.StatementError, UnicodeError, TypeError, ValueError)) and \
+        not isinstance(err, _NOT_THE_RECORD)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(getattr(err, "orig", None) or err) or type(err).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
 @dataclass
@@ -151,6 +177,8 @@ class Written:
     updated: int = 0
     unchanged: int = 0
     skips: int = 0
+    rejected: list[Skip] = field(default_factory=list)
+    """Records the database refused, each now a skip at its place; the rest of the batch was stored."""
 
 
 def _engine(url: str) -> Engine:
@@ -163,7 +191,22 @@ def _engine(url: str) -> Engine:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
-    return sa.create_engine(parsed, future=True)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, future=True)
+    engine = sa.create_engine(parsed, future=True, connect_args={"timeout": 60})
+
+    # pysqlite's own transaction handling starts transactions late and breaks SAVEPOINT; SQLAlchemy documents
+    # this recipe: the driver starts none and we say BEGIN.  Writes say BEGIN IMMEDIATE: they take the write lock
+    # first, so a second writer waits its turn instead of failing when it upgrades a read lock.
+    @sa.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writes") else "BEGIN")
+
+    return engine
 
 
 class Store:
@@ -183,6 +226,23 @@ class Store:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    @contextmanager
+    def _writing(self):
+        """A transaction that will write (on SQLite it takes the write lock at once)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(writes=True)
+            with conn.begin():
+                yield conn
+
+    def _migration_lock(self):
+        """Only one process migrates a database at a time; the others then find it up to date."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            return nullcontext()  # PostgreSQL: an advisory lock inside the migration's transaction
+        from filelock import FileLock
+
+        return FileLock(str(Path(database).expanduser()) + ".lock", timeout=600)
+
     def migrate(self, revision: str = "head") -> None:
         from alembic import command
         from alembic.config import Config
@@ -191,7 +251,9 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self._writing() as conn:
+                if conn.dialect.name == "postgresql":  # released when the migration commits
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except OperationalError as err:
@@ -209,77 +271,103 @@ class Store:
     # ---- ingestion -------------------------------------------------------------------------------------------
     def checkpoint(self, key: str) -> dict | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.key == key)).scalar_one_or_none()
+            return conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.key == _key(key))
+                                ).scalar_one_or_none()
 
     def write_batch(self, key: str, batch: Batch) -> Written:
-        """Records, skips and the checkpoint of one batch, all or nothing."""
-        now, written = _now(), Written()
+        """Records, skips and the checkpoint of one batch in one transaction.  When the database refuses a record,
+        the batch is written again record by record, each in a savepoint: a refused one becomes a skip at its
+        place, and the others, the skips and the checkpoint are committed."""
+        key, now = _key(key), _now()
         latest: dict[tuple[str, str], Record] = {}
         for record in batch.records:  # one row per identity: the newest version of it in this batch
             ident = (record.source, record.native_id)
             if ident not in latest or _newer(record.updated_at, latest[ident].updated_at):
                 latest[ident] = record
-        with self.engine.begin() as conn:
-            self._upsert(conn, list(latest.values()), now, written)
-            for skip in batch.skips:
-                written.skips += self._skip(conn, key, skip.location, skip.reason, now)
-            if batch.checkpoint is not None:
-                self._set_checkpoint(conn, key, batch.checkpoint, now)
+        try:
+            with self._writing() as conn:
+                written = Written()
+                self._upsert(conn, list(latest.values()), now, written)
+                self._finish(conn, key, batch, now, written)
+        except Exception as err:  # noqa: BLE001 - re-raised unless one record is to blame
+            if not _record_fault(err):
+                raise
+            with self._writing() as conn:
+                written = Written()
+                for record in latest.values():
+                    try:
+                        with conn.begin_nested():
+                            self._upsert(conn, [record], now, written)
+                    except Exception as err:  # noqa: BLE001 - as above
+                        if not _record_fault(err):
+                            raise
+                        written.rejected.append(Skip(record.origin or f"{record.source} {record.native_id}",
+                                                     f"the database refused this record: {_first_line(err)}"))
+                self._finish(conn, key, batch, now, written)
         written.unchanged += len(batch.records) - len(latest)
         return written
 
+    def _finish(self, conn, key: str, batch: Batch, now: datetime, written: Written) -> None:
+        if batch.resolved:  # a later read made these good (a truncated file now complete)
+            conn.execute(skips.update().where(skips.c.location.in_([storable_text(x) for x in batch.resolved]),
+                                              skips.c.resolved_at.is_(None)).values(resolved_at=now))
+        for skip in batch.skips + written.rejected:
+            written.skips += self._skip(conn, key, skip.location, skip.reason, now)
+        if batch.checkpoint is not None:
+            self._set_checkpoint(conn, key, storable(batch.checkpoint), now)
+
     def _upsert(self, conn, batch: list[Record], now: datetime, written: Written) -> None:
-        by_source: dict[str, list[Record]] = {}
-        for record in batch:
-            by_source.setdefault(record.source, []).append(record)
-        for source, items in by_source.items():
-            for start in range(0, len(items), 500):
-                chunk = items[start:start + 500]
-                stored = dict(conn.execute(
-                    sa.select(records.c.native_id, records.c.updated_at)
-                    .where(records.c.source == source, records.c.native_id.in_([r.native_id for r in chunk]))).all())
-                fresh = [_row(r, now) for r in chunk if r.native_id not in stored]
-                if fresh:
-                    conn.execute(records.insert(), fresh)
-                    written.new += len(fresh)
-                newer = [r for r in chunk if r.native_id in stored and _strictly_newer(r.updated_at,
-                                                                                        stored[r.native_id])]
-                for record in newer:
-                    row = _row(record, now)
-                    del row["first_seen"]
-                    conn.execute(records.update().where(records.c.source == source,
-                                                        records.c.native_id == record.native_id).values(**row))
-                if newer:  # the text changed: its scores are stale and it is scored again on the next scan
-                    ids = sa.select(records.c.id).where(records.c.source == source,
-                                                        records.c.native_id.in_([r.native_id for r in newer]))
-                    conn.execute(scores.delete().where(scores.c.record_id.in_(ids)))
-                replaced = {r.native_id for r in newer}
-                same = [r.native_id for r in chunk if r.native_id in stored and r.native_id not in replaced]
-                if same:  # read again unchanged: only when it was last seen moves, in one statement
-                    conn.execute(records.update().where(records.c.source == source, records.c.native_id.in_(same))
-                                 .values(last_seen=now))
-                written.updated += len(newer)
-                written.unchanged += len(same)
+        """``INSERT ... ON CONFLICT (source, native_id) DO UPDATE ... WHERE`` the incoming version is strictly newer,
+        so a concurrent writer of the same records neither fails nor overwrites a newer version with an older."""
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(records)
+        incoming, stored = insert.excluded.updated_at, records.c.updated_at
+        strictly_newer = sa.and_(incoming.is_not(None), sa.or_(stored.is_(None), incoming > stored))
+        upsert = insert.on_conflict_do_update(
+            index_elements=["source", "native_id"], where=strictly_newer,
+            set_={c.name: insert.excluded[c.name] for c in records.c if c.name not in ("id", "first_seen")},
+        ).returning(records.c.id, records.c.source, records.c.native_id, records.c.first_seen)
+        for start in range(0, len(batch), 500):
+            chunk = batch[start:start + 500]
+            # rows come back for what was inserted (first seen now) or replaced; an unchanged one comes back not
+            changed = conn.execute(upsert, [_row(r, now) for r in chunk]).all()
+            new = [row for row in changed if row.first_seen == now]
+            replaced = [row.id for row in changed if row.first_seen != now]
+            if replaced:  # the text changed: its scores are stale and it is scored again on the next scan
+                conn.execute(scores.delete().where(scores.c.record_id.in_(replaced)))
+            done = {(row.source, row.native_id) for row in changed}
+            same = [r for r in chunk if (r.source, r.native_id) not in done]
+            for source in {r.source for r in same}:  # read again unchanged: only when it was last seen moves
+                conn.execute(records.update().where(
+                    records.c.source == source, records.c.native_id.in_([r.native_id for r in same
+                                                                         if r.source == source]))
+                    .values(last_seen=now))
+            written.new += len(new)
+            written.updated += len(replaced)
+            written.unchanged += len(same)
 
     def _skip(self, conn, key: str, location: str, reason: str, now: datetime) -> int:
-        """A skip seen again (the same input read twice) is counted once, with how often it was met."""
+        """A skip seen again (the same input read twice) is counted once, with how often it was met; met again
+        after it was resolved, it is open again."""
+        location = storable_text(location)
+        reason = storable_text(reason)
+        reason = reason if len(reason) <= REASON_WIDTH else reason[:REASON_WIDTH - 1] + "\u2026"
         match = (skips.c.source_key == key, skips.c.location == location, skips.c.reason == reason)
-        found = conn.execute(sa.select(skips.c.id).where(*match)).scalar_one_or_none()
+        found = conn.execute(sa.select(skips.c.id).where(*match).limit(1)).scalar_one_or_none()
         if found is None:
             conn.execute(skips.insert().values(source_key=key, location=location, reason=reason, first_seen=now,
                                                times=1))
             return 1
-        conn.execute(skips.update().where(skips.c.id == found).values(times=skips.c.times + 1))
+        conn.execute(skips.update().where(skips.c.id == found).values(times=skips.c.times + 1, resolved_at=None))
         return 0
 
     def _set_checkpoint(self, conn, key: str, state: dict, now: datetime) -> None:
-        updated = conn.execute(checkpoints.update().where(checkpoints.c.key == key).values(state=state, updated_at=now))
-        if updated.rowcount == 0:
-            conn.execute(checkpoints.insert().values(key=key, state=state, updated_at=now))
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(checkpoints)
+        conn.execute(insert.values(key=key, state=state, updated_at=now).on_conflict_do_update(
+            index_elements=["key"], set_={"state": insert.excluded.state, "updated_at": now}))
 
     def reset_checkpoint(self, key: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(checkpoints.delete().where(checkpoints.c.key == key))
+        with self._writing() as conn:
+            conn.execute(checkpoints.delete().where(checkpoints.c.key == _key(key)))
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def count(self, **where) -> int:
@@ -289,10 +377,13 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
-    def skipped(self, key: str | None = None) -> list[dict]:
+    def skipped(self, key: str | None = None, include_resolved: bool = False) -> list[dict]:
+        """What ingestion had to skip and has not read since; ``include_resolved`` adds what a later read fixed."""
         query = sa.select(skips).order_by(skips.c.id)
         if key is not None:
-            query = query.where(skips.c.source_key == key)
+            query = query.where(skips.c.source_key == _key(key))
+        if not include_resolved:
+            query = query.where(skips.c.resolved_at.is_(None))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -386,6 +477,17 @@ class Store:
             raise StoreError(f"unknown verdict {verdict!r}", hint=f"one of {', '.join(VERDICTS)}")
         if not reviewer or not reviewer.strip():
             raise StoreError("a verdict needs a reviewer", hint="--reviewer NAME, or $TRANSFERLAB_REVIEWER")
+        # Checked here, not left to the database: SQLite would store what PostgreSQL refuses with a traceback.
+        for column, value, forbidden in (("reviewer", reviewer.strip(), r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]"),
+                                         ("cascade_version", cascade_version, r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]"),
+                                         ("comment", comment, r"[\x00\ud800-\udfff]")):
+            limit = getattr(verdicts.c[column].type, "length", None)
+            if value is not None and limit and len(value) > limit:
+                raise StoreError(f"the {column} is {len(value)} characters long; the store keeps at most {limit} "
+                                 "characters", hint=f"shorten the {column}")
+            if value is not None and re.search(forbidden, value):
+                raise StoreError(f"the {column} contains a control character or a lone surrogate",
+                                 hint=f"remove it from the {column}")
         with self.engine.begin() as conn:
             if conn.execute(sa.select(records.c.id).where(records.c.id == record_id)).scalar_one_or_none() is None:
                 raise StoreError(f"no record with id {record_id}", where=self.url,
