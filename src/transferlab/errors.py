@@ -6,11 +6,25 @@ everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit status of the ``transferlab`` command, so a CI job can tell the outcomes apart."""
+
+    OK = 0
+    FAILED = 1  # a source or benchmark row stopped partway (rerun to continue); also Python's status for a bug
+    BAD_INPUT = 2  # bad input, option or usage (click's own usage errors are 2 as well)
+    MODEL_FILE = 3  # a model or cascade folder that is incomplete, altered, or asks to run its own code
+    # Not an error: `vuln scan --fail-on-warning` found something to triage.  The next free number, apart from 1,
+    # so that CI can accept it (`|| [ $? -eq 4 ]`) while crashes and bad input still fail the job.
+    EARLY_WARNING = 4
+
 
 class TransferLabError(Exception):
     """Base class for problems caused by input, configuration or environment, not by a bug."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
         self.message = message
@@ -40,4 +54,4 @@ class ModelNotAvailableError(TransferLabError):
 class ModelFileError(TransferLabError):
     """A saved model directory is incomplete, altered, or from an incompatible version."""
 
-    exit_code = 3
+    exit_code = ExitCode.MODEL_FILE

@@ -5,6 +5,10 @@ A flagged record is *already disclosed* when an advisory for one of its packages
 pull request or fix commit).  The rest are the early warnings.  Which versions an advisory affects is read from
 its ``versions`` list and ``ECOSYSTEM``/``SEMVER`` ranges; where that cannot be decided the answer is ``None``,
 not a guess.
+
+Exports and API answers are checked as they are read: a record of the wrong shape (a list, a reference that is a
+string, an event with two keys) or larger than ``MAX_RECORD_BYTES`` is a counted skip naming its file, zip entry
+and place; the rest still loads.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferlab.errors import TransferLabError
 
-from .dependencies import Dependency, normalise_name
+from .dependencies import Dependency, ShapeError, expect, member, normalise_name
 
 OSV_API = "https://api.osv.dev"
+MAX_RECORD_BYTES = 16 << 20  # the largest real OSV records are a few MiB (long version lists); a bigger one is hostile
+EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 
 
 class AdvisoryError(TransferLabError):
@@ -37,14 +44,37 @@ class Advisory:
     published: str | None = None
 
     @classmethod
-    def from_osv(cls, data: dict) -> "Advisory":
-        affected = data.get("affected") or []
-        return cls(id=data["id"], aliases=list(data.get("aliases") or []),
-                   summary=data.get("summary") or (data.get("details") or "")[:200],
-                   packages=[(a["package"]["ecosystem"], normalise_name(a["package"]["ecosystem"], a["package"]["name"]))
-                             for a in affected if a.get("package")],
-                   references=[r.get("url", "") for r in data.get("references") or []], affected=affected,
-                   published=data.get("published"))
+    def from_osv(cls, data) -> "Advisory":
+        """An OSV record; a :class:`ShapeError` naming the place when a field this module reads has the wrong shape
+        (the checks follow https://ossf.github.io/osv-schema/ for those fields and ignore the rest)."""
+        data = expect(data, dict, "the record")
+        ident = expect(data.get("id"), str, "id")
+        aliases = member(data, "aliases", list, "", [])
+        for i, alias in enumerate(aliases):
+            expect(alias, str, f"aliases[{i}]")
+        affected = member(data, "affected", list, "", [])
+        packages = []
+        for i, entry in enumerate(affected):
+            place = f"affected[{i}]"
+            expect(entry, dict, place)
+            package = member(entry, "package", dict, place)
+            if package is not None:
+                ecosystem = expect(package.get("ecosystem"), str, f"{place}.package.ecosystem")
+                packages.append((ecosystem, normalise_name(ecosystem, expect(package.get("name"), str,
+                                                                              f"{place}.package.name"))))
+            for j, version in enumerate(member(entry, "versions", list, place, [])):
+                expect(version, str, f"{place}.versions[{j}]")
+            for j, rng in enumerate(member(entry, "ranges", list, place, [])):
+                expect(rng, dict, f"{place}.ranges[{j}]")
+                for k, event in enumerate(member(rng, "events", list, f"{place}.ranges[{j}]", [])):
+                    _check_event(event, f"{place}.ranges[{j}].events[{k}]")
+        references = []
+        for i, ref in enumerate(member(data, "references", list, "", [])):
+            expect(ref, dict, f"references[{i}]")
+            references.append(member(ref, "url", str, f"references[{i}]", ""))
+        summary = member(data, "summary", str, "", "") or member(data, "details", str, "", "")[:200]
+        return cls(id=ident, aliases=list(aliases), summary=summary, packages=packages, references=references,
+                   affected=affected, published=member(data, "published", str, ""))
 
     @property
     def ids(self) -> set[str]:
@@ -78,8 +108,22 @@ def _key(version: str):
     try:
         return (0, Version(version))
     except InvalidVersion:
-        parts = re.findall(r"\d+", version)
-        return (1, tuple(int(p) for p in parts)) if parts else None
+        pass
+    except ValueError:  # a number of more than 4300 digits: Python refuses to convert it, and so does packaging
+        return None
+    parts = re.findall(r"\d+", version)
+    return (1, tuple(int(p) for p in parts)) if parts and max(map(len, parts)) <= 4000 else None
+
+
+def _check_event(event, place: str) -> None:
+    """OSV: an event is an object with exactly one of EVENT_KINDS, its value a string.  Two keys are refused,
+    not read as two events: their order, which decides the range, would be a guess."""
+    expect(event, dict, place)
+    if len(event) != 1 or next(iter(event)) not in EVENT_KINDS:
+        raise ShapeError(place, f"an event has exactly one key, one of {', '.join(EVENT_KINDS)}; "
+                                f"found {sorted(event)}")
+    (kind, at), = event.items()
+    expect(at, str, f"{place}.{kind}")
 
 
 def _in_range(version: str, events: list[dict]) -> bool | None:
@@ -115,8 +159,11 @@ class AdvisoryIndex:
         self.problems: list[str] = []  # entries of an export that are not OSV records: counted, reported
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> "AdvisoryIndex":
-        """An OSV export: a folder of ``*.json`` files (recursively) and/or OSV's per-ecosystem ``all.zip``."""
+    def from_directory(cls, path: str | Path, max_bytes: int = MAX_RECORD_BYTES) -> "AdvisoryIndex":
+        """An OSV export: a folder of ``*.json`` files (recursively) and/or OSV's per-ecosystem ``all.zip``.
+
+        A record over ``max_bytes`` is skipped unread; a zip that is not one is an :class:`AdvisoryError` (a
+        silently missing ecosystem would turn its known advisories into early warnings)."""
         path = Path(path)
         if not path.exists():
             raise AdvisoryError("no such folder", where=str(path), hint="download an export from "
@@ -124,38 +171,84 @@ class AdvisoryIndex:
         advisories, bad = [], []
         files = [path] if path.is_file() else sorted(path.rglob("*"))
         for f in files:
-            if f.suffix == ".json":
-                cls._add(f.read_bytes(), str(f), advisories, bad)
-            elif f.suffix == ".zip":
-                with zipfile.ZipFile(f) as z:
-                    for name in z.namelist():
-                        if name.endswith(".json"):
-                            cls._add(z.read(name), f"{f}!{name}", advisories, bad)
+            if f.suffix == ".json" and f.is_file():
+                try:
+                    size = f.stat().st_size
+                    with f.open("rb") as handle:
+                        data = None if size > max_bytes else handle.read(max_bytes + 1)
+                except OSError as err:
+                    bad.append(f"{f}: cannot be read ({err.strerror or err})")
+                    continue
+                cls._add(data, size, max_bytes, str(f), advisories, bad)
+            elif f.suffix == ".zip" and f.is_file():
+                cls._add_zip(f, max_bytes, advisories, bad)
         index = cls(advisories, f"OSV export {path}")
         index.problems += bad
         return index
 
+    @classmethod
+    def _add_zip(cls, path: Path, max_bytes: int, out: list, bad: list) -> None:
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as err:
+            raise AdvisoryError(f"not a zip archive ({err})", where=str(path),
+                                hint="download it again; a partial download is not a zip") from None
+        with archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".json") or info.is_dir():
+                    continue
+                where = f"{path}!{info.filename}"
+                data = None
+                if info.file_size <= max_bytes:
+                    try:  # a bounded read: the declared size is the archive's word, not a fact
+                        with archive.open(info) as entry:
+                            data = entry.read(max_bytes + 1)
+                    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+                            OSError) as err:  # bad CRC, corrupt stream, encrypted, unknown compression
+                        bad.append(f"{where}: cannot be unpacked ({err})")
+                        continue
+                cls._add(data, info.file_size, max_bytes, where, out, bad)
+
     @staticmethod
-    def _add(data: bytes, where: str, out: list, bad: list) -> None:
+    def _add(data: bytes | None, size: int, max_bytes: int, where: str, out: list, bad: list) -> None:
+        if data is None or len(data) > max_bytes:
+            bad.append(f"{where}: larger than {max_bytes / (1 << 20):g} MiB ({max(size, len(data or b''))} bytes), "
+                       "skipped unread")
+            return
         try:
             out.append(Advisory.from_osv(json.loads(data)))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            bad.append(f"{where}: not an OSV record ({type(err).__name__}: {err})")
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, ShapeError, 5000 digits
+            bad.append(f"{where}: not an OSV record ({err})")
 
     @classmethod
     def from_api(cls, dependencies: list[Dependency], client=None, base_url: str = OSV_API) -> "AdvisoryIndex":
-        """Ask the OSV API about each package (online only)."""
+        """Ask the OSV API about each package (online only); an answer or vulnerability of the wrong shape is a
+        counted problem naming the package."""
         from .sources.http import HttpClient
 
         client = client or HttpClient(max_retries=2, timeout=30)
-        advisories, seen = [], set()
+        advisories, seen, bad = [], set(), []
         for dep in dependencies:
             body = {"package": {"ecosystem": dep.ecosystem, "name": dep.name}}
-            for vuln in client.json(f"{base_url}/v1/query", method="POST", body=body).get("vulns", []):
-                if vuln["id"] not in seen:
-                    seen.add(vuln["id"])
-                    advisories.append(Advisory.from_osv(vuln))
-        return cls(advisories, f"OSV API {base_url}")
+            where = f"OSV API answer for {dep.key}"
+            try:
+                vulns = member(expect(client.json(f"{base_url}/v1/query", method="POST", body=body), dict,
+                                      "the answer"), "vulns", list, "", [])
+            except ShapeError as err:
+                bad.append(f"{where}: {err}")
+                continue
+            for i, vuln in enumerate(vulns):
+                try:
+                    advisory = Advisory.from_osv(vuln)
+                except ShapeError as err:
+                    bad.append(f"{where}: vulns[{i}]: not an OSV record ({err})")
+                    continue
+                if advisory.id not in seen:
+                    seen.add(advisory.id)
+                    advisories.append(advisory)
+        index = cls(advisories, f"OSV API {base_url}")
+        index.problems += bad
+        return index
 
     def for_package(self, ecosystem: str, name: str) -> list[Advisory]:
         return self.by_package.get((ecosystem, normalise_name(ecosystem, name)), [])

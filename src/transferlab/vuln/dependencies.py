@@ -2,12 +2,15 @@
 
 Ecosystem names follow OSV (PyPI, npm, Go, Maven, crates.io, RubyGems) so a dependency can be matched to an
 advisory as it is.  A manifest that does not parse is a :class:`ManifestError` with the file, line and column;
-a single entry that cannot be understood is a counted :class:`Problem`, and the rest of the file is kept.
+a single entry that cannot be understood (a wrong shape, a bad requirement, an include cycle) is a counted
+:class:`Problem` naming its line and place, and the rest of the file is kept.  Manifests come from repositories
+the user did not write: nothing in one may raise anything else.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,10 +19,50 @@ from pathlib import Path
 from transferlab.errors import TransferLabError
 
 ECOSYSTEMS = ("PyPI", "npm", "Go", "Maven", "crates.io", "RubyGems")
+MAX_MANIFEST_BYTES = 64 << 20  # far above any real lockfile; /dev/zero or a huge blob is refused, not read whole
+MAX_INCLUDE_DEPTH = 32  # `-r` files nested deeper than this are a problem, not a RecursionError
 
 
 class ManifestError(TransferLabError):
     """A manifest or lockfile that cannot be read at all (syntax error, unknown kind)."""
+
+
+class ShapeError(ValueError):
+    """A value of parsed JSON, TOML or XML that is not the type its place needs; the message names the place."""
+
+    def __init__(self, place: str, reason: str):
+        self.place, self.reason = place, reason
+        super().__init__(f"{place}: {reason}")
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string"}
+
+
+def kind_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return next((name for kind, name in _KINDS.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def expect(value, kind: type, place: str):
+    """``value`` when it is a ``kind`` (dict, list or str), else a :class:`ShapeError` naming ``place``.
+
+    Parsed JSON and TOML hold whatever shape their author chose; every reader of manifests, advisories and
+    registry answers checks here, so a wrong shape becomes a reason with its place, never an AttributeError.
+    """
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise ShapeError(place, f"expected {_KINDS[kind]}, found {kind_name(value)}")
+
+
+def member(obj: dict, key: str, kind: type, place: str, default=None):
+    """``obj[key]`` checked by :func:`expect`; ``default`` when it is missing or null."""
+    value = obj.get(key)
+    return default if value is None else expect(value, kind, f"{place}.{key}" if place else key)
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,24 @@ def _line_of(text: str, needle: str) -> int:
     return text.count("\n", 0, index) + 1 if index >= 0 else 0
 
 
+class _Doc:
+    """A parsed JSON/TOML manifest: look-ups where a wrong shape is a Problem (file:line, place) and an empty value."""
+
+    def __init__(self, manifest: Manifest, path: Path, text: str):
+        self.manifest, self.path, self.text = manifest, path, text
+
+    def problem(self, place: str, reason: str, needle: str | None = None) -> None:
+        line = _line_of(self.text, needle) if needle else 0
+        self.manifest.problems.append(Problem(f"{self.path}:{line}" if line else str(self.path), f"{place}: {reason}"))
+
+    def get(self, obj: dict, key: str, kind: type, place: str):
+        try:
+            return member(obj, key, kind, place, default=kind())
+        except ShapeError as err:
+            self.problem(err.place, err.reason, needle=key)
+            return kind()
+
+
 def _requirement(text: str, where: str, manifest: Manifest) -> None:
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -76,8 +137,12 @@ def _requirement(text: str, where: str, manifest: Manifest) -> None:
     manifest.dependencies.append(Dependency("PyPI", normalise_name("PyPI", req.name), _exact(spec), spec, where))
 
 
-def parse_requirements(path: Path, text: str) -> Manifest:
-    manifest = Manifest(str(path), "requirements.txt")
+_INCLUDE = re.compile(r"(?:-[rc]\s*|--(?:requirement|constraint)(?:\s*=\s*|\s+))(?P<target>.*)")
+
+
+def parse_requirements(path: Path, text: str, chain: tuple[Path, ...] = ()) -> Manifest:
+    """``chain``: the files that included this one (for cycles: a file met again is a problem, not a recursion)."""
+    manifest, chain = Manifest(str(path), "requirements.txt"), (*chain, path)
     logical, start = "", 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
@@ -91,15 +156,9 @@ def parse_requirements(path: Path, text: str) -> Manifest:
         if not entry:
             continue
         where = f"{path}:{start}"
-        if entry.startswith(("-r", "--requirement", "-c", "--constraint")):
-            target = entry.split(maxsplit=1)[1] if " " in entry else entry[2:]
-            nested = (path.parent / target.strip())
-            if nested.exists() and nested.resolve() != path.resolve():
-                inner = parse_requirements(nested, nested.read_text(encoding="utf-8"))
-                manifest.dependencies += inner.dependencies
-                manifest.problems += inner.problems
-            else:
-                manifest.problems.append(Problem(where, f"included file {target.strip()} not found"))
+        include = _INCLUDE.fullmatch(entry)
+        if include:
+            _include(path.parent / include["target"].strip(), where, chain, manifest)
             continue
         if entry.startswith("-"):  # --index-url, -e ., --hash lines: options, not packages
             continue
@@ -108,88 +167,169 @@ def parse_requirements(path: Path, text: str) -> Manifest:
     return manifest
 
 
+def _include(nested: Path, where: str, chain: tuple[Path, ...], manifest: Manifest) -> None:
+    """A ``-r``/``-c`` file, read into ``manifest``; a cycle, a missing or unreadable file is a problem at ``where``."""
+    shown = " -> ".join(os.path.relpath(p, chain[0].parent) for p in (*chain, nested))
+    try:
+        seen = nested.resolve() in {p.resolve() for p in chain}
+    except (OSError, RuntimeError, ValueError) as err:  # a name too long, a symlink loop, a NUL in the name
+        manifest.problems.append(Problem(where, f"included file {nested.name!r} cannot be read: {err}"))
+        return
+    if nested == chain[-1].parent:
+        manifest.problems.append(Problem(where, "an include without a file name"))
+    elif seen:
+        manifest.problems.append(Problem(where, f"include cycle: {shown}"))
+    elif len(chain) > MAX_INCLUDE_DEPTH:
+        manifest.problems.append(Problem(where, f"includes nested deeper than {MAX_INCLUDE_DEPTH}: {shown}"))
+    else:
+        try:
+            inner = parse_requirements(nested, _read(nested), chain)
+        except ManifestError as err:
+            manifest.problems.append(Problem(where, f"included file {shown.rsplit(' -> ', 1)[-1]}: {err.message}"))
+            return
+        manifest.dependencies += inner.dependencies
+        manifest.problems += inner.problems
+
+
 def _toml(path: Path, text: str) -> dict:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, an integer of 5000 digits, arrays 1000 deep
         raise ManifestError(f"not valid TOML: {err}", where=str(path)) from None
+
+
+def _requirements_list(doc: _Doc, value, place: str, key: str) -> None:
+    if not isinstance(value, list):
+        doc.problem(place, f"must be a list of strings, found {kind_name(value)}", needle=key)
+        return
+    for i, entry in enumerate(value):
+        if isinstance(entry, str):
+            _requirement(entry, f"{doc.path}:{_line_of(doc.text, entry)}", doc.manifest)
+        elif not (place.startswith("dependency-groups") and isinstance(entry, dict)):  # {include-group = "x"}
+            doc.problem(f"{place}[{i}]", f"must be a requirement string, found {kind_name(entry)}", needle=key)
 
 
 def parse_pyproject(path: Path, text: str) -> Manifest:
     data, manifest = _toml(path, text), Manifest(str(path), "pyproject.toml")
-    project = data.get("project", {})
-    entries = list(project.get("dependencies", []))
-    for extra in project.get("optional-dependencies", {}).values():
-        entries += extra
-    for group in data.get("dependency-groups", {}).values():
-        entries += [e for e in group if isinstance(e, str)]
-    for entry in entries:
-        _requirement(entry, f"{path}:{_line_of(text, entry)}", manifest)
-    poetry = data.get("tool", {}).get("poetry", {})
-    tables = [poetry.get("dependencies", {}), poetry.get("dev-dependencies", {})]
-    tables += [g.get("dependencies", {}) for g in poetry.get("group", {}).values()]
-    for table in tables:
+    doc = _Doc(manifest, path, text)
+    project = doc.get(data, "project", dict, "")
+    if "dependencies" in project:
+        _requirements_list(doc, project["dependencies"], "project.dependencies", "dependencies")
+    for extra, value in doc.get(project, "optional-dependencies", dict, "project").items():
+        _requirements_list(doc, value, f"project.optional-dependencies.{extra}", extra)
+    for group, value in doc.get(data, "dependency-groups", dict, "").items():
+        _requirements_list(doc, value, f"dependency-groups.{group}", group)
+    poetry = doc.get(doc.get(data, "tool", dict, ""), "poetry", dict, "tool")
+    tables = [("tool.poetry", "dependencies"), ("tool.poetry", "dev-dependencies")]
+    tables = [(doc.get(poetry, key, dict, place), f"{place}.{key}") for place, key in tables]
+    for group, value in doc.get(poetry, "group", dict, "tool.poetry").items():
+        place = f"tool.poetry.group.{group}"
+        if isinstance(value, dict):
+            tables.append((doc.get(value, "dependencies", dict, place), f"{place}.dependencies"))
+        else:
+            doc.problem(place, f"expected a table, found {kind_name(value)}", needle=group)
+    for table, place in tables:
         for name, spec in table.items():
             if name.lower() == "python":
                 continue
-            version = spec.get("version", "") if isinstance(spec, dict) else str(spec)
-            manifest.dependencies.append(Dependency("PyPI", normalise_name("PyPI", name), _exact(version) or (
-                version if re.fullmatch(r"\d[\w.]*", version or "") else None), version,
-                f"{path}:{_line_of(text, name)}"))
+            if isinstance(spec, dict):
+                spec = spec.get("version", "")
+            elif isinstance(spec, list):  # several constraints, each for its own Python or platform
+                spec = ""
+            if not isinstance(spec, str) or not name:
+                doc.problem(f"{place}.{name}", f"expected a version string or table, found {kind_name(spec)}", name)
+                continue
+            manifest.dependencies.append(Dependency("PyPI", normalise_name("PyPI", name), _exact(spec) or (
+                spec if re.fullmatch(r"\d[\w.]*", spec) else None), spec, f"{path}:{_line_of(text, name)}"))
     return manifest
 
 
 def _lock_packages(path: Path, text: str, kind: str, ecosystem: str, table: str = "package") -> Manifest:
     data, manifest = _toml(path, text), Manifest(str(path), kind)
-    for n, pkg in enumerate(data.get(table, [])):
-        if not isinstance(pkg, dict) or "name" not in pkg:
-            manifest.problems.append(Problem(f"{path} [[{table}]] #{n + 1}", "an entry without a name"))
+    doc = _Doc(manifest, path, text)
+    for n, pkg in enumerate(doc.get(data, table, list, "")):
+        place = f"[[{table}]] #{n + 1}"
+        if not isinstance(pkg, dict):
+            doc.problem(place, f"expected a table, found {kind_name(pkg)}")
             continue
         source = pkg.get("source")
         if kind == "uv.lock" and isinstance(source, dict) and ("editable" in source or "virtual" in source):
             continue  # the project itself, not a dependency
-        name = normalise_name(ecosystem, pkg["name"])
-        line = _line_of(text, f'name = "{pkg["name"]}"')
-        manifest.dependencies.append(Dependency(ecosystem, name, pkg.get("version"), pkg.get("version", ""),
-                                                f"{path}:{line}"))
+        name, version = pkg.get("name"), pkg.get("version")
+        if not isinstance(name, str) or not name:
+            doc.problem(place, f"an entry without a name (a non-empty string; found {kind_name(name)})")
+        elif version is not None and not isinstance(version, str):
+            doc.problem(f"{place}.version", f"expected a string, found {kind_name(version)}", needle=name)
+        else:
+            line = _line_of(text, f'name = "{name}"')
+            manifest.dependencies.append(Dependency(ecosystem, normalise_name(ecosystem, name), version or None,
+                                                    version or "", f"{path}:{line}"))
     return manifest
 
 
 def _json(path: Path, text: str) -> dict:
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ManifestError(f"not valid JSON: {err.msg}", where=f"{path}:{err.lineno}:{err.colno}") from None
+    except (ValueError, RecursionError) as err:  # an integer of 5000 digits, arrays 100000 deep
+        raise ManifestError(f"not valid JSON: {err}", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"the top level must be an object, found {kind_name(data)}", where=str(path))
+    return data
 
 
 def parse_package_json(path: Path, text: str) -> Manifest:
     data, manifest = _json(path, text), Manifest(str(path), "package.json")
+    doc = _Doc(manifest, path, text)
     for table in ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies"):
-        for name, spec in (data.get(table) or {}).items():
-            exact = spec if re.fullmatch(r"\d+\.\d+\.\d+[\w.+-]*", str(spec)) else None
-            manifest.dependencies.append(Dependency("npm", name, exact, str(spec), f"{path}:{_line_of(text, name)}"))
+        for name, spec in doc.get(data, table, dict, "").items():
+            if not name or not isinstance(spec, str):
+                found = kind_name(spec) if name else "an empty name"
+                doc.problem(f"{table}.{json.dumps(name)}", f"expected a name and a version string, found {found}",
+                            json.dumps(name))
+                continue
+            exact = spec if re.fullmatch(r"\d+\.\d+\.\d+[\w.+-]*", spec) else None
+            manifest.dependencies.append(Dependency("npm", name, exact, spec, f"{path}:{_line_of(text, name)}"))
     return manifest
+
+
+def _lock_entry(doc: _Doc, place: str, key: str, info, name: str | None) -> Dependency | None:
+    if not isinstance(info, dict):
+        doc.problem(place, f"expected an object, found {kind_name(info)}", json.dumps(key))
+        return None
+    name = info.get("name") or name
+    version = info.get("version")
+    if not isinstance(name, str) or not name or not isinstance(version, (str, type(None))):
+        doc.problem(place, "expected a string name and version", json.dumps(key))
+        return None
+    return Dependency("npm", name, version or None, version or "", f"{doc.path}:{_line_of(doc.text, json.dumps(key))}")
 
 
 def parse_package_lock(path: Path, text: str) -> Manifest:
     data, manifest = _json(path, text), Manifest(str(path), "package-lock.json")
-    packages = data.get("packages")
+    doc = _Doc(manifest, path, text)
+    packages = doc.get(data, "packages", dict, "")
     if packages:  # lockfile v2/v3: "node_modules/a/node_modules/b" -> b
         for key, info in packages.items():
-            if not key or info.get("link"):
+            if not key or isinstance(info, dict) and info.get("link"):
                 continue
-            name = info.get("name") or key.rsplit("node_modules/", 1)[-1]
-            manifest.dependencies.append(Dependency("npm", name, info.get("version"), info.get("version", ""),
-                                                    f"{path}:{_line_of(text, json.dumps(key))}"))
+            dep = _lock_entry(doc, f"packages.{json.dumps(key)}", key, info, key.rsplit("node_modules/", 1)[-1])
+            if dep:
+                manifest.dependencies.append(dep)
         return manifest
-
-    def walk(deps: dict) -> None:  # lockfile v1: nested "dependencies"
+    # lockfile v1: nested "dependencies", walked with a stack (nesting is the author's choice, the stack is ours)
+    stack = [("dependencies", doc.get(data, "dependencies", dict, ""))]
+    while stack:
+        place, deps = stack.pop()
+        found = []
         for name, info in deps.items():
-            manifest.dependencies.append(Dependency("npm", name, info.get("version"), info.get("version", ""),
-                                                    f"{path}:{_line_of(text, json.dumps(name))}"))
-            walk(info.get("dependencies") or {})
-
-    walk(data.get("dependencies") or {})
+            dep = _lock_entry(doc, f"{place}.{json.dumps(name)}", name, info, name)
+            if dep:
+                manifest.dependencies.append(dep)
+                found.append((f"{place}.{json.dumps(name)}.dependencies",
+                              doc.get(info, "dependencies", dict, f"{place}.{json.dumps(name)}")))
+        stack += reversed(found)
     return manifest
 
 
@@ -298,17 +438,29 @@ def kind_of(path: Path) -> str:
                         hint="supported: " + ", ".join(PARSERS) + " (and *requirements*.txt)")
 
 
+def _read(path: Path) -> str:
+    """The text of a regular file of at most MAX_MANIFEST_BYTES, or a ManifestError saying why not."""
+    try:
+        if not path.is_file():
+            raise ManifestError("not a file (a folder or a device)" if path.exists() else "no such file",
+                                where=str(path))
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as err:
+        raise ManifestError(f"cannot be read: {err.strerror or err}", where=str(path)) from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"larger than {MAX_MANIFEST_BYTES >> 20} MiB: not a manifest", where=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
+
+
 def parse_manifest(path: str | Path) -> Manifest:
     """One manifest or lockfile, by its file name.  Exact duplicates (same file, same package) are merged."""
     path = Path(path)
     kind = kind_of(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError("no such file", where=str(path)) from None
-    except UnicodeDecodeError as err:
-        raise ManifestError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
-    manifest = PARSERS[kind](path, text)
+    manifest = PARSERS[kind](path, _read(path))
     seen, unique = set(), []
     for dep in manifest.dependencies:
         if (dep.key, dep.version) not in seen:

@@ -3,7 +3,8 @@
 Order of trust: the user's mapping file always wins; then the cache of earlier lookups; then the package
 registries when online (PyPI JSON ``project_urls``, the npm registry's ``repository``, Go module paths, the
 Maven POM's ``<scm>``, crates.io, RubyGems).  Every answer records its provenance.  A registry that cannot
-be reached is a reason in the result, never a crash; "not found" answers are cached, network failures are not.
+be reached, or answers XML with entities or JSON of an unexpected shape, is a reason in the result, never a
+crash; "not found" answers are cached, network failures and odd answers are not.
 
 A target is a record ``project`` as the store holds it: ``owner/name`` for GitHub, a list id for mail, a
 product or project key for Bugzilla and JIRA.  The user file (TOML) may map one package to several::
@@ -34,7 +35,7 @@ from urllib.parse import quote
 
 from transferlab.errors import TransferLabError
 
-from .dependencies import ECOSYSTEMS, Dependency, normalise_name
+from .dependencies import ECOSYSTEMS, Dependency, ShapeError, expect, member, normalise_name
 
 CACHE_DAYS = 30
 _REPO_URL = re.compile(r"(?:github\.com|gitlab\.com|bitbucket\.org)[/:]([\w.-]+)/([\w.-]+?)(?:\.git)?(?:[/#?].*)?$",
@@ -144,9 +145,10 @@ class RepositoryMapper:
 
     def _load_cache(self) -> dict:
         try:
-            return json.loads(self.cache_file.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            cache = json.loads(self.cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, unreadable or damaged: start afresh
             return {}
+        return cache if isinstance(cache, dict) else {}
 
     def save(self) -> None:
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -165,12 +167,15 @@ class RepositoryMapper:
             if project:
                 return Mapping(dep.ecosystem, dep.name, [project], "Go module path")
         cached = self._cache.get(key)
-        if cached and time.time() - cached["at"] < CACHE_DAYS * 86400:
+        if (isinstance(cached, dict) and isinstance(cached.get("at"), (int, float))
+                and time.time() - cached["at"] < CACHE_DAYS * 86400):
             return Mapping(dep.ecosystem, dep.name, cached["projects"], f"cache ({cached['provenance']})",
                            cached.get("reason"))
         if not self.online:
             return Mapping(dep.ecosystem, dep.name, reason="offline, not in the mapping file or the cache")
         from xml.etree.ElementTree import ParseError
+
+        from defusedxml import DefusedXmlException
 
         from .sources.base import SourceError
         from .sources.http import NotFound
@@ -185,6 +190,11 @@ class RepositoryMapper:
             return Mapping(dep.ecosystem, dep.name, reason=f"registry unreachable: {err.message}")
         except ParseError as err:  # a POM or metadata file that is not XML: not remembered, may be transient
             return Mapping(dep.ecosystem, dep.name, reason=f"registry answer is not XML: {err}")
+        except DefusedXmlException as err:
+            return Mapping(dep.ecosystem, dep.name, reason=f"registry answer refused: the XML declares entities or "
+                           f"a DTD ({err})")
+        except ShapeError as err:
+            return Mapping(dep.ecosystem, dep.name, reason=f"registry answer of an unexpected shape: {err}")
         mapping = Mapping(dep.ecosystem, dep.name, [project] if project else [], provenance, reason)
         self._cache[key] = {**asdict(mapping), "at": time.time()}
         return mapping
@@ -199,26 +209,32 @@ class RepositoryMapper:
                 return repo + module[len(prefix):].split("/")[0] if repo.endswith("/") else repo
         return None
 
+    def _answer(self, url: str) -> dict:
+        """A registry's JSON answer, which must be an object (else a ShapeError); URLs in it may be anything, as
+        :func:`_first_repo` keeps only strings that name a repository."""
+        return expect(self.client.json(url), dict, "the answer")
+
     def _lookup(self, dep: Dependency) -> tuple[str | None, str]:
         r = self.registries
         if dep.ecosystem == "PyPI":
             name = quote(normalise_name("PyPI", dep.name))
-            info = self.client.json(f"{r['pypi']}/pypi/{name}/json").get("info") or {}
-            urls = list((info.get("project_urls") or {}).values()) + [info.get("home_page")]
+            info = member(self._answer(f"{r['pypi']}/pypi/{name}/json"), "info", dict, "", {})
+            urls = list(member(info, "project_urls", dict, "info", {}).values()) + [info.get("home_page")]
             return _first_repo(urls), "PyPI metadata (project_urls)"
         if dep.ecosystem == "npm":
-            data = self.client.json(f"{r['npm']}/{quote(dep.name, safe='@')}")
+            data = self._answer(f"{r['npm']}/{quote(dep.name, safe='@')}")
             repo = data.get("repository")
-            url = repo.get("url") if isinstance(repo, dict) else repo
+            url = member(repo, "url", str, "repository") if isinstance(repo, dict) else repo
+            url = None if url is None else expect(url, str, "repository")
             return (_first_repo([url, data.get("homepage")]) or (project_of(url) if url and url.count("/") == 1
                                                                  else None)), "npm registry (repository)"
         if dep.ecosystem == "Maven":
             return self._maven(dep), "Maven POM (scm)"
         if dep.ecosystem == "crates.io":
-            crate = self.client.json(f"{r['crates']}/api/v1/crates/{quote(dep.name)}").get("crate") or {}
+            crate = member(self._answer(f"{r['crates']}/api/v1/crates/{quote(dep.name)}"), "crate", dict, "", {})
             return _first_repo([crate.get("repository"), crate.get("homepage")]), "crates.io (repository)"
         if dep.ecosystem == "RubyGems":
-            gem = self.client.json(f"{r['rubygems']}/api/v1/gems/{quote(dep.name)}.json")
+            gem = self._answer(f"{r['rubygems']}/api/v1/gems/{quote(dep.name)}.json")
             return _first_repo([gem.get("source_code_uri"), gem.get("homepage_uri")]), "RubyGems (source_code_uri)"
         return None, f"no registry lookup for {dep.ecosystem}"
 
@@ -231,6 +247,8 @@ class RepositoryMapper:
         if not version:
             meta = ElementTree.fromstring(self.client.get(f"{base}/maven-metadata.xml").text)
             version = meta.findtext("versioning/release") or meta.findtext("versioning/latest")
+            if not version:
+                raise ShapeError("maven-metadata.xml", "no <versioning><release> or <latest>")
         pom = ElementTree.fromstring(self.client.get(f"{base}/{version}/{artifact}-{version}.pom").text)
         ns = {"m": pom.tag[1:].split("}")[0]} if pom.tag.startswith("{") else {}
         p = "m:" if ns else ""
