@@ -10,13 +10,13 @@ or new (with the advisory), the ids found, the evidence sentences and the model 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import re
 from pathlib import Path
 
 from .. import __version__
+from . import inert
 from .scan import DependencyResult, Item, ScanResult
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".csv": "csv",
@@ -126,39 +126,38 @@ def _header(result: ScanResult) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------------------------- Markdown
-def _md(text: str) -> str:
-    return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", " ".join(str(text).split()))
-
-
+# Every value below went through inert: md_text/html_text escape it for their reader, md_link/html_link link only
+# http(s) URLs.  Our own words are literals; nothing a stranger wrote is interpolated any other way.
 def markdown(result: ScanResult) -> str:
+    t = inert.md_text
     lines = ["# Dependency early-warning report", ""]
-    lines += [f"- **{k}**: {_md(v)}" for k, v in _header(result)]
+    lines += [f"- **{k}**: {t(v)}" for k, v in _header(result)]
     if result.problems:
-        lines += ["", f"**{len(result.problems)} manifest problem(s)**:"] + [f"- {_md(p)}" for p in result.problems]
+        lines += ["", f"**{len(result.problems)} manifest problem(s)**:"] + [f"- {t(p)}" for p in result.problems]
     for dep in result.dependencies:
         d = dep.dependency
-        lines += ["", f"## {d.ecosystem} {_md(d.name)} {_md(d.version or d.spec or '')}".rstrip(), ""]
+        lines += ["", f"## {t(d.ecosystem)} {t(d.name)} {t(d.version or d.spec or '')}".rstrip(), ""]
         if dep.mapping.found:
-            lines.append(f"Projects: {_md(', '.join(dep.mapping.projects))} ({_md(dep.mapping.provenance)}); "
+            lines.append(f"Projects: {t(', '.join(dep.mapping.projects))} ({t(dep.mapping.provenance)}); "
                          f"{dep.records} record(s) read; {len(dep.items)} flagged, {len(dep.early_warnings)} "
                          "early warning(s).")
         else:
-            lines.append(f"Not mapped to a project: {_md(dep.mapping.reason or 'unknown')}. Add it to a mapping "
+            lines.append(f"Not mapped to a project: {t(dep.mapping.reason or 'unknown')}. Add it to a mapping "
                          "file (`--mapping`).")
         for k in dep.known:
-            lines.append(f"- Known advisory affecting this version: **{_md(k['id'])}** "
-                         f"{_md(' '.join(k['aliases']))} {_md(k['summary'])}")
+            lines.append(f"- Known advisory affecting this version: **{t(k['id'])}** "
+                         f"{t(' '.join(k['aliases']))} {t(k['summary'])}")
         if dep.items:
             lines += ["", "| # | status | stage 1 | stage 2 | record | ids | evidence |", "|---|---|---|---|---|---|---|"]
             for n, item in enumerate(dep.items, 1):
                 rec = item.record
-                link = f"[{_md(rec.get('title') or rec['native_id'])}]({rec['url']})" if rec.get("url") else \
-                    _md(rec.get("title") or rec["native_id"])
+                link = inert.md_link(rec.get("title") or rec["native_id"], rec.get("url"))
                 ids = " ".join(_ids(item, "cve") + _ids(item, "ghsa") + _ids(item, "cwe"))
-                evidence = "<br>".join(_md(s[:200]) for s in _sentences(item))
-                verdict = f" (triaged: {item.verdict})" if item.verdict else ""
-                lines.append(f"| {n} | {_md(item.status)}{verdict} | {item.stage1:.3f} | {item.stage2:.3f} | "
-                             f"{link} ({rec['kind']}, {rec['project']}, id {rec['id']}) | {_md(ids)} | {evidence} |")
+                evidence = "<br>".join(t(s[:200]) for s in _sentences(item))
+                verdict = f" (triaged: {t(item.verdict)})" if item.verdict else ""
+                lines.append(f"| {n} | {t(item.status)}{verdict} | {item.stage1:.3f} | {item.stage2:.3f} | "
+                             f"{link} ({t(rec['kind'])}, {t(rec['project'])}, id {t(rec['id'])}) | {t(ids)} | "
+                             f"{evidence} |")
     lines += ["", "Scores are probabilities after temperature calibration; a record is flagged when it passes both "
               "stage thresholds, which were chosen on validation data for a target recall. Evidence: the sentences "
               "whose removal lowers the stage-2 score most. Triage with `transferlab vuln triage`.", ""]
@@ -166,15 +165,25 @@ def markdown(result: ScanResult) -> str:
 
 
 # --------------------------------------------------------------------------------------------- HTML
+# No script may run even if an escape were missed: the policy allows only the inline style sheet below, no
+# scripts, images, frames, forms, plugins or <base>.  It must come before any content to apply.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'"
+
+
 def to_html(result: ScanResult) -> str:
-    e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Dependency early-warning report</title>",
+    e = inert.html_text
+    parts = [f'<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
+             f'content="{CSP}"><meta name="referrer" content="no-referrer">'
+             "<title>Dependency early-warning report</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "width:100%}td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:90%}"
              ".early{background:#fde2e2}.known{background:#eef}</style></head><body>",
              "<h1>Dependency early-warning report</h1><dl>"]
-    parts += [f"<dt><b>{e(k)}</b></dt><dd>{e(str(v))}</dd>" for k, v in _header(result)]
+    parts += [f"<dt><b>{e(k)}</b></dt><dd>{e(v)}</dd>" for k, v in _header(result)]
     parts.append("</dl>")
+    if result.problems:
+        parts.append(f"<p><b>{len(result.problems)} manifest problem(s)</b>: "
+                     f"{'<br>'.join(e(p) for p in result.problems)}</p>")
     for dep in result.dependencies:
         d = dep.dependency
         parts.append(f"<h2>{e(d.ecosystem)} {e(d.name)} {e(d.version or d.spec or '')}</h2>")
@@ -191,14 +200,13 @@ def to_html(result: ScanResult) -> str:
                      "<th>ids</th><th>evidence</th></tr>")
         for n, item in enumerate(dep.items, 1):
             rec = item.record
-            title = e(rec.get("title") or rec["native_id"])
-            link = f"<a href='{e(rec['url'])}'>{title}</a>" if rec.get("url") else title
+            link = inert.html_link(rec.get("title") or rec["native_id"], rec.get("url"))
             ids = e(" ".join(_ids(item, "cve") + _ids(item, "ghsa") + _ids(item, "cwe")))
             ev = "<br>".join(e(s[:300]) for s in _sentences(item))
             cls = "known" if item.advisory else "early"
             parts.append(f"<tr class='{cls}'><td>{n}</td><td>{e(item.status)}</td><td>{item.stage1:.3f}</td>"
                          f"<td>{item.stage2:.3f}</td><td>{link}<br><small>{e(rec['kind'])}, {e(rec['project'])}, "
-                         f"id {rec['id']}</small></td><td>{ids}</td><td>{ev}</td></tr>")
+                         f"id {e(rec['id'])}</small></td><td>{ids}</td><td>{ev}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -206,10 +214,12 @@ def to_html(result: ScanResult) -> str:
 
 # --------------------------------------------------------------------------------------------- CSV, JSON
 def to_csv(result: ScanResult) -> str:
+    """The triage sheet; text that a spreadsheet would run as a formula is made text (inert.csv_cell), in every
+    column, since any of them can hold what a stranger wrote."""
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=REFERENCE_COLUMNS + EXTRA_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows(result))
+    writer.writerows({k: inert.csv_cell(v) for k, v in r.items()} for r in rows(result))
     return buffer.getvalue()
 
 
@@ -271,9 +281,9 @@ def sarif(result: ScanResult) -> str:
             text = (f"{dep.dependency.name} {dep.dependency.version or ''}: {item.status}: "
                     f"{rec.get('title') or rec['native_id']} ({rec.get('url') or rec['project']}; "
                     f"stage 1 {item.stage1:.2f}, stage 2 {item.stage2:.2f})")
-            results.append({
+            results.append({  # message.text, never message.markdown: viewers render the latter
                 "ruleId": rule, "ruleIndex": 0 if rule == "TL001" else 1,
-                "level": "note" if item.advisory else "warning", "message": {"text": " ".join(text.split())},
+                "level": "note" if item.advisory else "warning", "message": {"text": inert.sarif_text(text)},
                 "locations": [_location(dep)],
                 "partialFingerprints": {"recordIdentity/v1": f"{rec['source']}:{rec['native_id']}"},
                 "properties": {"url": rec.get("url"), "stage1": item.stage1, "stage2": item.stage2,
