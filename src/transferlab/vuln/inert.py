@@ -26,6 +26,8 @@ _CONTROLS_KEEP_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u
 # ( ) ! only matter after a ] and # + - only at the start of a line, which escaped text never provides.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet that splits a .csv on ';' (many locales) or a tab starts a new cell there, quotes or not.
+_SPLIT_FORMULA = re.compile(r"""([;\t][\s"']*)(?=[=+\-@])""")
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
@@ -95,10 +97,12 @@ def md_link(text, url) -> str:
 def csv_cell(value):
     """A spreadsheet opens a cell that starts with ``= + - @``, a tab or a carriage return as a formula (which can
     run commands or send data away): such text gets a leading ``'``, which spreadsheets show as text (OWASP's
-    advice).  Numbers and empty cells are kept as they are."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    advice), and so does what follows a ``;`` or a tab inside it, where a spreadsheet splitting on those starts a
+    new cell.  Numbers and empty cells are kept as they are."""
+    if not isinstance(value, str):
+        return value
+    value = _SPLIT_FORMULA.sub(r"\1'", value)
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def sarif_text(text) -> str:

@@ -217,7 +217,9 @@ def to_csv(result: ScanResult) -> str:
     """The triage sheet; text that a spreadsheet would run as a formula is made text (inert.csv_cell), in every
     column, since any of them can hold what a stranger wrote."""
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=REFERENCE_COLUMNS + EXTRA_COLUMNS)
+    # Every cell quoted: a spreadsheet that splits on ';' (many locales) cannot start a new cell, and so a
+    # formula, in the middle of a title.
+    writer = csv.DictWriter(buffer, fieldnames=REFERENCE_COLUMNS + EXTRA_COLUMNS, quoting=csv.QUOTE_ALL)
     writer.writeheader()
     writer.writerows({k: inert.csv_cell(v) for k, v in r.items()} for r in rows(result))
     return buffer.getvalue()
