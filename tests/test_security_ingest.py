@@ -337,3 +337,112 @@ def test_a_truncation_skip_is_resolved_once_the_file_is_complete(db_url, tmp_pat
     assert store.skipped() == []
     (old,) = store.skipped(include_resolved=True)
     assert old["resolved_at"] is not None and old["location"] == skip["location"]
+
+
+# ---------------------------------------------------------------------- review of the issue-13 hardening
+
+
+def _deep(levels: int, leaf):
+    """``levels`` nested containers (dicts and lists in turn), ``leaf`` at the bottom."""
+    value = leaf
+    for i in range(levels):
+        value = {"k\x00\ud800": value} if i % 2 else [value]
+    return value
+
+
+def test_a_deeply_nested_payload_is_made_storable_without_recursion(db_url):
+    """json.loads and json.dumps take ~990 levels; an unused field nested 900 deep must not cost the record."""
+    raw = {"payload": {"unused": _deep(900, ["x\ud800y\x00", float("nan"), 1.5, None, True])}}
+    json.dumps(raw)  # what the source could have sent
+    record = Record(source="github", connector="t", project="a/b", kind="issue", native_id="a/b#1",
+                    title="deep", updated_at=T0, raw=raw)
+    value, depth = record.raw["payload"]["unused"], 0
+    while not (isinstance(value, list) and len(value) == 5):
+        value = value["k\ufffd"] if isinstance(value, dict) else value[0]
+        depth += 1
+    assert depth == 900 and value == ["x\ufffdy", "nan", 1.5, None, True]
+    store = Store.open(db_url)
+    assert store.write_batch("k", Batch(records=[record])).new == 1
+    (row,) = store.iter_records()
+    assert json.dumps(row["raw"]) == json.dumps(record.raw)
+
+
+def test_storable_keeps_its_behaviour_and_its_speed():
+    from transferlab.vuln.records import storable
+
+    payload = {"a\x00": ["\ud800", {"b": float("inf")}, (1, 2.0, "ok")], "n": None, "t": True, 3: -math.inf}
+    assert storable(payload) == {"a": ["\ufffd", {"b": "inf"}, [1, 2.0, "ok"]], "n": None, "t": True,
+                                 "3": "-inf"}
+    assert storable("plain") == "plain" and storable(7) == 7 and storable(None) is None
+    event = json.loads(good_lines()[0])
+    import timeit
+
+    per_event = min(timeit.repeat(lambda: storable(event), number=200, repeat=3)) / 200
+    assert per_event < 2e-4, per_event  # a GH Archive event, tens of microseconds: the ingest hot path
+    assert storable(event) == event
+
+
+class _Unwritable:
+    """A FileLock whose lock file cannot be created (a read-only folder, for a user that is not root)."""
+
+    def __init__(self, path, *args, **kwargs):
+        self.path = path
+
+    def __enter__(self):
+        raise PermissionError(13, "Permission denied", self.path)
+
+    acquire = __enter__
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_store_at_head_opens_where_no_lock_file_can_be_written(tmp_path, monkeypatch):
+    import filelock
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store.open(url).write_batch("k", Batch(checkpoint={"page": 1}))
+    tmp_path.chmod(0o555)  # as a user would see it; root ignores it, hence the lock that cannot be taken
+    try:
+        monkeypatch.setattr(filelock, "FileLock", _Unwritable)
+        assert Store.open(url).checkpoint("k") == {"page": 1}
+    finally:
+        tmp_path.chmod(0o755)
+
+
+@pytest.mark.parametrize("failure", ["permission", "timeout"])
+def test_a_lock_file_that_cannot_be_taken_is_a_clear_store_error(tmp_path, monkeypatch, failure):
+    import filelock
+
+    from transferlab.vuln.store import StoreError
+
+    class TimesOut(_Unwritable):
+        def __enter__(self):
+            raise filelock.Timeout(self.path)
+
+        acquire = __enter__
+
+    monkeypatch.setattr(filelock, "FileLock", _Unwritable if failure == "permission" else TimesOut)
+    with pytest.raises(StoreError) as caught:
+        Store.open(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert str(tmp_path / "fresh.db.lock") in str(caught.value)
+    assert caught.value.hint
+
+
+def test_resolving_a_skip_touches_only_its_own_source(db_url):
+    store = Store.open(db_url)
+    for key in ("gharchive:/data/a.json.gz", "mail:/data/list.mbox"):
+        store.write_batch(key, Batch(skips=[Skip("hour.json.gz: line 7", "the file ends early")]))
+    store.write_batch("gharchive:/data/a.json.gz", Batch(resolved=["hour.json.gz: line 7"]))
+    assert [s["source_key"] for s in store.skipped()] == ["mail:/data/list.mbox"]
+
+
+def test_a_skip_under_a_legacy_key_is_resolved_only_for_that_connector(db_url):
+    """A skip written by a release that keyed files by the path as typed is resolved with the new key's read,
+    and a skip of another source at the same location is left open."""
+    store = Store.open(db_url)
+    store.write_batch("gharchive:h.json.gz", Batch(skips=[Skip("h.json.gz: line 4", "the file ends early")]))
+    store.write_batch("gharchive:other.json.gz", Batch(skips=[Skip("h.json.gz: line 4", "the file ends early")]))
+    store.write_batch("gharchive:/data/h.json.gz", Batch(resolved=["h.json.gz: line 4"]),
+                      legacy_keys=["gharchive:h.json.gz"])
+    assert [s["source_key"] for s in store.skipped()] == ["gharchive:other.json.gz"]

@@ -62,7 +62,7 @@ def ingest(connector: Connector, store: Store, progress: bool = True, restart: b
         task = bar.add_task(f"ingesting {connector.name}", total=None, skipped=0)
         try:
             for batch in connector.batches(checkpoint):
-                written = store.write_batch(connector.key, batch)
+                written = store.write_batch(connector.key, batch, legacy_keys=connector.legacy_keys)
                 report.batches += 1
                 report.read += len(batch.records)
                 report.new += written.new

@@ -112,18 +112,49 @@ def storable_text(value: Any) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
-def storable(value: Any) -> Any:
-    """A JSON payload with every string (keys too) made :func:`storable_text` and non-finite numbers as text
-    (JSONB has no NaN or Infinity); other JSON values are returned as they are."""
+_CONTAINERS = (dict, list, tuple)
+MAX_DEPTH = 100_000
+"""Deeper than any parser hands us (json.loads stops near 1,000): only a payload that contains itself gets here."""
+
+
+def _storable_leaf(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
-    if isinstance(value, dict):
-        return {storable_text(k): storable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [storable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def storable(value: Any) -> Any:
+    """A JSON payload with every string (keys too) made :func:`storable_text` and non-finite numbers as text
+    (JSONB has no NaN or Infinity); other JSON values are returned as they are.
+
+    An explicit stack, not recursion: a stranger's payload may nest an unused field as deep as the JSON parser
+    allows, and Python's recursion limit is below that.  Each container is copied into an empty one that is
+    already in place in its parent, so order (and, for equal keys after repair, the last value) is kept."""
+    if not isinstance(value, _CONTAINERS):
+        return _storable_leaf(value)
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the payload is nested more than {MAX_DEPTH} levels deep (does it contain itself?)")
+        is_dict = isinstance(source, dict)
+        for key, item in (source.items() if is_dict else enumerate(source)):
+            if item.__class__ is str:  # the common case first: this runs for every value ingested
+                item = storable_text(item)
+            elif isinstance(item, _CONTAINERS):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child, depth + 1))
+                item = child
+            else:
+                item = _storable_leaf(item)
+            if is_dict:
+                target[storable_text(key)] = item
+            else:
+                target.append(item)
+    return root
 
 
 def bounded(value: str, width: int) -> str:

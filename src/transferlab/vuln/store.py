@@ -3,20 +3,24 @@
 The schema is owned by the Alembic migrations in ``migrations/``; :meth:`Store.open` brings any database to the
 newest revision before use, so an older store keeps working after an upgrade; migrations are serialised (a
 PostgreSQL advisory lock, a lock file beside a SQLite database), so two processes opening a fresh store both
-succeed.  A batch from a connector is written in one transaction (records upserted by ``(source, native_id)``
-with ``INSERT ... ON CONFLICT``, skips, checkpoint), which is what makes ingestion idempotent, resumable and safe
-to run twice at once.  A record the database refuses is a skip of its own: the rest of its batch and the
-checkpoint are still committed.  Every statement is built by SQLAlchemy with bound parameters.
+succeed, and a store already at the newest revision is opened without the lock (a read-only folder is fine).
+A batch from a connector is written in one transaction (records upserted by ``(source, native_id)`` with
+``INSERT ... ON CONFLICT``, skips, checkpoint), which is what makes ingestion idempotent, resumable and safe to
+run twice at once (rows are written in identity order, and a batch that loses a deadlock is written again).  A
+record the database refuses is a skip of its own: the rest of its batch and the checkpoint are still committed.
+Every statement is built by SQLAlchemy with bound parameters.
 """
 
 from __future__ import annotations
 
+import random
 import re
-from contextlib import contextmanager, nullcontext
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,6 +37,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x746C76756C6E  # PostgreSQL advisory lock key held while migrating ("tlvuln")
 KEY_WIDTH = 2048  # checkpoints.key and skips.source_key
 REASON_WIDTH = 2000  # a skip's reason is a sentence, not a copy of the input
+RETRIES = 5  # tries of a batch that lost a deadlock or a serialization conflict to a concurrent writer
+_TRANSIENT = ("40P01", "40001")  # deadlock detected, serialization failure: the same batch succeeds when rerun
 
 
 class StoreError(TransferLabError):
@@ -158,8 +164,12 @@ def _key(key: str) -> str:
 _NOT_THE_RECORD = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError)
 
 
+def _sqlstate(err: Exception) -> str:
+    return str(getattr(getattr(err, "orig", None), "sqlstate", None) or "")
+
+
 def _record_fault(err: Exception) -> bool:
-    sqlstate = str(getattr(getattr(err, "orig", None), "sqlstate", None) or "")
+    sqlstate = _sqlstate(err)
     if sqlstate[:2] in ("22", "23", "54"):  # PostgreSQL: bad data, a constraint, a size limit: this record's values
         return True
     return isinstance(err, (sa.exc.StatementError, UnicodeError, TypeError, ValueError)) and \
@@ -234,14 +244,42 @@ class Store:
             with conn.begin():
                 yield conn
 
+    @contextmanager
     def _migration_lock(self):
         """Only one process migrates a database at a time; the others then find it up to date."""
         database = self.engine.url.database
         if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-            return nullcontext()  # PostgreSQL: an advisory lock inside the migration's transaction
-        from filelock import FileLock
+            yield  # PostgreSQL: an advisory lock inside the migration's transaction
+            return
+        import filelock
 
-        return FileLock(str(Path(database).expanduser()) + ".lock", timeout=600)
+        path = str(Path(database).expanduser()) + ".lock"
+        lock = filelock.FileLock(path, timeout=600)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise StoreError("another process has held the migration lock for 10 minutes", where=path,
+                             hint="wait for the other `transferlab vuln` command to finish, or delete the lock file "
+                                  "if no other is running") from None
+        except OSError as err:
+            raise StoreError(f"cannot create the migration lock file ({err.strerror or err})", where=path,
+                             hint="this database is older than this version of TransferLab and must be upgraded "
+                                  "once: run the command where its folder is writable (as the owner of the "
+                                  "database)") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _at_head(self, cfg) -> bool:
+        """Whether the database is already at the newest revision: read without any lock, so that an up-to-date
+        store opens where its folder is read-only."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        return current == set(ScriptDirectory.from_config(cfg).get_heads())
 
     def migrate(self, revision: str = "head") -> None:
         from alembic import command
@@ -251,6 +289,8 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
+            if revision == "head" and self._at_head(cfg):
+                return
             with self._migration_lock(), self._writing() as conn:
                 if conn.dialect.name == "postgresql":  # released when the migration commits
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
@@ -274,27 +314,50 @@ class Store:
             return conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.key == _key(key))
                                 ).scalar_one_or_none()
 
-    def write_batch(self, key: str, batch: Batch) -> Written:
+    def write_batch(self, key: str, batch: Batch, legacy_keys: Sequence[str] = ()) -> Written:
         """Records, skips and the checkpoint of one batch in one transaction.  When the database refuses a record,
         the batch is written again record by record, each in a savepoint: a refused one becomes a skip at its
-        place, and the others, the skips and the checkpoint are committed."""
+        place, and the others, the skips and the checkpoint are committed.  ``legacy_keys`` are the keys an
+        earlier release gave this source (:attr:`Connector.legacy_keys`): skips filed under them are resolved
+        too.
+
+        Rows are written in identity order, so two writers sharing records take their row locks in the same order;
+        a deadlock or serialization failure that still happens (PostgreSQL picks one transaction to abort) rolls
+        the whole batch back, and it is written again after a short, growing, jittered pause."""
         key, now = _key(key), _now()
+        legacy = [_key(k) for k in legacy_keys if _key(k) != key]
         latest: dict[tuple[str, str], Record] = {}
         for record in batch.records:  # one row per identity: the newest version of it in this batch
             ident = (record.source, record.native_id)
             if ident not in latest or _newer(record.updated_at, latest[ident].updated_at):
                 latest[ident] = record
+        rows = [latest[ident] for ident in sorted(latest)]
+        # A loop of a few lines, not a retry library: what is retried is decided by SQLSTATE, and the pause is
+        # all there is to it.
+        for attempt in range(1, RETRIES + 1):
+            try:
+                written = self._write_batch_once(key, legacy, batch, rows, now)
+                break
+            except sa.exc.DBAPIError as err:
+                if _sqlstate(err) not in _TRANSIENT or attempt == RETRIES:
+                    raise
+                time.sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
+        written.unchanged += len(batch.records) - len(latest)
+        return written
+
+    def _write_batch_once(self, key: str, legacy: list[str], batch: Batch, rows: list[Record],
+                          now: datetime) -> Written:
         try:
             with self._writing() as conn:
                 written = Written()
-                self._upsert(conn, list(latest.values()), now, written)
-                self._finish(conn, key, batch, now, written)
+                self._upsert(conn, rows, now, written)
+                self._finish(conn, key, legacy, batch, now, written)
         except Exception as err:  # noqa: BLE001 - re-raised unless one record is to blame
             if not _record_fault(err):
                 raise
             with self._writing() as conn:
                 written = Written()
-                for record in latest.values():
+                for record in rows:
                     try:
                         with conn.begin_nested():
                             self._upsert(conn, [record], now, written)
@@ -303,13 +366,13 @@ class Store:
                             raise
                         written.rejected.append(Skip(record.origin or f"{record.source} {record.native_id}",
                                                      f"the database refused this record: {_first_line(err)}"))
-                self._finish(conn, key, batch, now, written)
-        written.unchanged += len(batch.records) - len(latest)
+                self._finish(conn, key, legacy, batch, now, written)
         return written
 
-    def _finish(self, conn, key: str, batch: Batch, now: datetime, written: Written) -> None:
-        if batch.resolved:  # a later read made these good (a truncated file now complete)
-            conn.execute(skips.update().where(skips.c.location.in_([storable_text(x) for x in batch.resolved]),
+    def _finish(self, conn, key: str, legacy: list[str], batch: Batch, now: datetime, written: Written) -> None:
+        if batch.resolved:  # a later read made these good (a truncated file now complete); only this source's
+            conn.execute(skips.update().where(skips.c.source_key.in_([key, *legacy]),
+                                              skips.c.location.in_([storable_text(x) for x in batch.resolved]),
                                               skips.c.resolved_at.is_(None)).values(resolved_at=now))
         for skip in batch.skips + written.rejected:
             written.skips += self._skip(conn, key, skip.location, skip.reason, now)
