@@ -263,3 +263,179 @@ def test_a_gh_archive_hour_over_http_is_read_through_the_limited_stream():
     with Drip(hour, step=8192, pause=0) as server:
         got = drain(GHArchiveConnector([f"{server.url}/2024-01-01-0.json.gz"]))
     assert len(got.records) == 3000 and got.skips == []
+
+
+# -- a hostile server gets a SourceError, never a traceback ----------------------------------------------------
+
+@pytest.mark.parametrize("location", ["ftp://x/y", "javascript:alert(1)", "http://[::1"])
+def test_a_redirect_to_what_we_cannot_follow_is_a_source_error(location):
+    with ReplayServer().add("/x", status=302, headers={"Location": location}) as server:
+        with pytest.raises(SourceError) as err:
+            client()[0].get(f"{server.url}/x")
+    assert "cannot request it or follow its redirect" in str(err.value)
+
+
+def test_a_retry_after_too_long_to_be_a_number_falls_back_to_the_backoff():
+    with ReplayServer() as server:
+        server.add("/x", status=429, headers={"Retry-After": "9" * 5000}, times=1)
+        server.add("/x", {"ok": True})
+        http, sleeps = client()
+        assert http.json(f"{server.url}/x") == {"ok": True}
+    assert sleeps == [1.0]
+
+
+@pytest.mark.parametrize("link", ["https://[x", "https://user:pw@[x?token=t0k"])
+def test_a_link_next_that_is_not_a_url_is_a_source_error(link):
+    with ReplayServer() as home:
+        home.add(f"{ROOT}/issues", [], headers={"Link": f'<{link}>; rel="next"'})
+        gh = GitHubConnector("o/r", base_url=home.url, client=client()[0], streams=("issues",))
+        with pytest.raises(SourceError, match="not a valid URL") as err:
+            list(gh.batches(None))
+    assert "pw" not in str(err.value) and "t0k" not in str(err.value)
+
+
+# -- GitHub's secondary rate limit ------------------------------------------------------------------------------
+
+SECONDARY = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}
+
+
+def test_a_403_with_retry_after_is_retried_within_the_budget():
+    headers = {"Retry-After": "60", "X-RateLimit-Remaining": "4990"}
+    with ReplayServer() as server:
+        server.add("/x", SECONDARY, status=403, headers=headers, times=1)
+        server.add("/x", {"ok": True})
+        http, sleeps = client()
+        assert http.json(f"{server.url}/x") == {"ok": True}
+    assert sleeps == [60.0]
+    with ReplayServer().add("/x", SECONDARY, status=403, headers={**headers, "Retry-After": "0"}) as server:
+        http, sleeps = client(max_retries=2)
+        with pytest.raises(SourceError, match="HTTP 403 rate limited after 3 tries"):
+            http.get(f"{server.url}/x")
+    assert sleeps == [1.0, 1.0] and len(server.seen) == 3  # bounded, and never below the minimum backoff
+    with ReplayServer().add("/x", SECONDARY, status=403, headers=headers) as server:
+        with pytest.raises(SourceError, match="rate limited for another 60 s"):
+            client(max_wait=30)[0].get(f"{server.url}/x")
+        assert len(server.seen) == 1
+    with ReplayServer().add("/x", {"message": "Resource not accessible"}, status=403) as server:
+        with pytest.raises(SourceError, match="HTTP 403 forbidden"):
+            client()[0].get(f"{server.url}/x")
+        assert len(server.seen) == 1  # a plain 403 is not retried
+
+
+# -- the deadline covers connecting and the headers, not only the body ----------------------------------------
+
+class RawDrip:
+    """A server that answers every connection with ``head``, then ``drip`` one byte every ``pause`` seconds, for at
+    most ``limit_s`` seconds: what http.server cannot do (a stall inside the status line or the headers)."""
+
+    def __init__(self, head: bytes, drip: bytes, pause: float = 0.3, limit_s: float = 6.0):
+        import socketserver
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                for _ in range(100):  # the request's head, bounded
+                    if self.rfile.readline(65536) in (b"\r\n", b"\n", b""):
+                        break
+                started = time.monotonic()
+                try:
+                    self.wfile.write(head)
+                    for byte in drip:
+                        if time.monotonic() - started > limit_s:
+                            return
+                        self.wfile.write(bytes([byte]))
+                        time.sleep(pause)
+                except OSError:
+                    return
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("head, drip, pause", [
+    (b"", b"HTTP/1.1 200 OK\r\n", 0.3),  # the status line, a byte every 0.3 s
+    (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 100, 0.3),  # one header byte every 0.3 s
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", b"[  ]", 3.0),  # one read blocks 3 s
+])
+def test_a_server_that_stalls_inside_headers_or_one_read_is_cut_at_the_deadline(head, drip, pause):
+    with RawDrip(head, drip, pause) as server:
+        http, sleeps = client(timeout=5, deadline=1.0)
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="within the 1 s deadline") as err:
+            http.json(f"{server.url}/x?api_key=hidden")
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.5 and sleeps == []  # a try the deadline cut is not retried
+    assert server.url in str(err.value) and "hidden" not in str(err.value)
+
+
+# -- one item that breaks a record's construction is that item's skip ------------------------------------------
+
+DEEP = json.loads("[" * 600 + "]" * 600)  # below json's own limit; recursive code over it may still fail
+
+
+def page_server(connector: str, unused) -> tuple[ReplayServer, list[str]]:
+    """A server with one page of three items, the second with ``unused`` in a field no record reads, and the ids
+    the two others become."""
+    server = ReplayServer()
+    host = server.url.split("//")[1]
+    if connector == "github":
+        page = [{"number": n, "title": f"t{n}", "updated_at": "2024-01-01T00:00:00Z"} for n in (1, 2, 3)]
+        page[1]["unused"] = unused
+        server.add(f"{ROOT}/issues", page)
+        return server, ["o/r#1", "o/r#3"]
+    if connector == "bugzilla":
+        server.add("/rest/bug", {"bugs": [{"id": 1, "summary": "a"}, {"id": 2, "summary": "b", "cf_x": unused},
+                                          {"id": 3, "summary": "c"}]})
+        server.add("/rest/bug/1/comment", {"bugs": {}})
+        return server, [f"{host}/1", f"{host}/3"]
+    server.add("/rest/api/2/search", {"issues": [
+        {"id": str(n), "key": f"P-{n}", "fields": {"summary": "s", **({"x": unused} if n == 2 else {})}}
+        for n in (1, 2, 3)]})
+    for n in (1, 2, 3):
+        server.add(f"/rest/api/2/issue/{n}/comment", {"comments": [], "total": 0, "startAt": 0})
+    return server, [f"{host}/P-1", f"{host}/P-3"]
+
+
+def read_page(connector: str, server: ReplayServer):
+    make = {"github": lambda: GitHubConnector("o/r", base_url=server.url, client=client()[0], streams=("issues",)),
+            "bugzilla": lambda: BugzillaConnector(server.url, client=client()[0]),
+            "jira": lambda: JiraConnector(server.url, client=client()[0])}[connector]
+    with server:
+        batches = list(make().batches(None))
+    return [r for b in batches for r in b.records], [s for b in batches for s in b.skips]
+
+
+@pytest.mark.parametrize("connector", ["github", "bugzilla", "jira"])
+def test_an_item_nested_600_deep_does_not_stop_its_page(connector):
+    server, kept = page_server(connector, DEEP)
+    records, skips = read_page(connector, server)
+    assert set(kept) <= {r.native_id for r in records}
+    assert len(records) + len(skips) == 3 and all(s.location.endswith(" item 1") for s in skips)
+
+
+@pytest.mark.parametrize("connector", ["github", "bugzilla", "jira"])
+def test_any_exception_building_one_record_is_that_items_skip(connector, monkeypatch):
+    import transferlab.vuln.records as records_module
+
+    real = records_module.storable
+
+    def unforeseen(value):  # what a record builder may still meet: a shape no accessor foresaw
+        if "BOOM" in repr(value):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(value)
+
+    monkeypatch.setattr(records_module, "storable", unforeseen)
+    server, kept = page_server(connector, "BOOM")
+    records, skips = read_page(connector, server)
+    assert sorted(r.native_id for r in records) == kept
+    assert [s.location.rsplit(" ", 2)[1:] for s in skips] == [["item", "1"]]
+    assert "RecursionError" in skips[0].reason

@@ -152,6 +152,11 @@ class GitHubConnector(Connector):
                 except BadItem as err:
                     batch.skips.append(Skip(f"{response.url} item {n}", f"not a GitHub {stream[:-1]}: {err}"))
                     continue
+                except Exception as err:  # noqa: BLE001 - as in FileConnector._handle: text from strangers takes
+                    # shapes no accessor foresees, and one item the code fails on must cost that item, not the page
+                    batch.skips.append(Skip(f"{response.url} item {n}",
+                                            f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
+                    continue
                 record.origin = f"{response.url} item {n}"
                 batch.records.append(record)
             high = newest((r.updated_at for r in batch.records), high)

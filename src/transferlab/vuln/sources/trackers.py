@@ -52,13 +52,21 @@ class _PagedTracker(Connector):
 
     @staticmethod
     def _each(things: list, where: str, what: str, make, skips: list[Skip]) -> list[Record]:
-        """``make(thing)`` for each thing; one without what it needs is a skip at ``where item N``."""
+        """``make(thing)`` for each thing; one without what it needs, or that the code fails on, is a skip at
+        ``where item N``.  A :class:`SourceError` (the server failing while comments are fetched) still ends the
+        run: skipping the item would move the checkpoint past it for good."""
         out = []
         for n, thing in enumerate(things):
             try:
                 made = make(thing)
             except BadItem as err:
                 skips.append(Skip(f"{where} item {n}", f"not a {what}: {err}"))
+                continue
+            except SourceError:
+                raise
+            except Exception as err:  # noqa: BLE001 - as in FileConnector._handle: text from strangers takes shapes
+                # no accessor foresees, and one item the code fails on must cost that item, not the page
+                skips.append(Skip(f"{where} item {n}", f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
                 continue
             for record in made if isinstance(made, list) else [made]:
                 record.origin = getattr(record, "origin", None) or f"{where} item {n}"
