@@ -40,6 +40,21 @@ def sentiment_data(n: int = 40):
     return texts, labels
 
 
+def serve_as_mpnet_parts(monkeypatch, tmp_path, archive: Path) -> list[Path]:
+    """Cut ``archive`` into five files and make the zoo take them for the installed MPNet zip parts."""
+    from transferlab.encoders import zoo
+
+    blob = archive.read_bytes()
+    parts = []
+    for i in range(5):
+        part = tmp_path / f"part{i}"
+        part.write_bytes(blob[i * len(blob) // 5: (i + 1) * len(blob) // 5])
+        parts.append(part)
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "_mpnet_parts", lambda: parts)
+    return parts
+
+
 def drain(connector, checkpoint=None):
     """Everything a vuln connector yields from ``checkpoint`` on, summed over its batches."""
     from transferlab.vuln.sources.base import Batch

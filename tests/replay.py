@@ -10,6 +10,24 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 
+class LocalServer:
+    """A server on 127.0.0.1 (a free port), served from a thread for the length of a ``with`` block."""
+
+    def _serve(self, server_class, handler) -> None:
+        self.httpd = server_class(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -20,7 +38,7 @@ class Reply:
     times: int | None = None  # how often this reply is given before the next one for the path; None: always
 
 
-class ReplayServer:
+class ReplayServer(LocalServer):
     def __init__(self):
         self.routes: dict[str, list[Reply]] = {}
         self.seen: list[tuple[str, dict, dict]] = []
@@ -56,9 +74,7 @@ class ReplayServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._serve(ThreadingHTTPServer, Handler)
 
     def add(self, path: str, payload=None, file: Path | None = None, **kwargs) -> "ReplayServer":
         body = file.read_bytes() if file is not None else json.dumps(payload).encode() if payload is not None else b""
@@ -77,11 +93,3 @@ class ReplayServer:
 
     def requests_to(self, path: str) -> list[tuple[dict, dict]]:
         return [(q, h) for p, q, h in self.seen if p == path]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()

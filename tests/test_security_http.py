@@ -6,13 +6,12 @@ Every server here is local (127.0.0.1) and bounded in how many requests it answe
 
 import gzip
 import json
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from replay import ReplayServer
+from replay import LocalServer, ReplayServer, Reply
 from transferlab.vuln.sources import SourceError, make_connector
 from transferlab.vuln.sources.github import GitHubConnector
 from transferlab.vuln.sources.http import HttpClient
@@ -33,7 +32,7 @@ def client(**kw):
     return http, sleeps
 
 
-class Drip:
+class Drip(LocalServer):
     """A server whose every answer is ``body``, sent ``step`` bytes every ``pause`` seconds (at most ``limit_s``)."""
 
     def __init__(self, body: bytes, step: int = 1, pause: float = 0.1, length: bool = True, limit_s: float = 8.0,
@@ -68,18 +67,7 @@ class Drip:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(ThreadingHTTPServer, Handler)
 
 
 # -- credentials go only to their origin ------------------------------------------------------------------------
@@ -216,6 +204,19 @@ def test_a_server_that_drips_is_cut_at_the_deadline():
     assert elapsed < 4
 
 
+def test_json_answers_too_deep_or_with_nan_are_read_like_every_other_page():
+    """Bugzilla and JIRA answers go through client.json: nested deeper than Python's stack is a SourceError naming
+    the URL (not a RecursionError), and NaN reads as null, as on GitHub's pages."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with ReplayServer() as server:
+        server.routes["/deep"] = [Reply(body=deep.encode())]
+        server.routes["/nan"] = [Reply(body=b'{"a": NaN, "b": Infinity}')]
+        with pytest.raises(SourceError, match="not JSON") as exc:
+            client()[0].json(f"{server.url}/deep")
+        assert exc.value.where.endswith("/deep")
+        assert client()[0].json(f"{server.url}/nan") == {"a": None, "b": None}
+
+
 @pytest.mark.parametrize("length", [True, False])
 def test_an_answer_over_max_bytes_is_refused(length):
     with Drip(b"[" + b"0," * 5000 + b"0]", step=4096, pause=0, length=length) as server:
@@ -324,7 +325,7 @@ def test_a_403_with_retry_after_is_retried_within_the_budget():
 
 # -- the deadline covers connecting and the headers, not only the body ----------------------------------------
 
-class RawDrip:
+class RawDrip(LocalServer):
     """A server that answers every connection with ``head``, then ``drip`` one byte every ``pause`` seconds, for at
     most ``limit_s`` seconds: what http.server cannot do (a stall inside the status line or the headers)."""
 
@@ -347,18 +348,7 @@ class RawDrip:
                 except OSError:
                     return
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(socketserver.ThreadingTCPServer, Handler)
 
 
 @pytest.mark.parametrize("head, drip, pause", [

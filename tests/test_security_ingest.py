@@ -221,6 +221,15 @@ def test_storable_text_is_made_in_one_place():
 
 
 # ---------------------------------------------------------------------- record size cap
+def drain_measuring_memory(connector):
+    """What the connector yields, and the peak of memory Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        return drain(connector), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_record_over_the_size_cap_is_skipped_without_being_held(tmp_path):
     lines = good_lines()
     huge = '{"type": "IssuesEvent", "repo": {"name": "a/b"}, "pad": "' + "A" * (40 << 20) + '"}'
@@ -230,10 +239,7 @@ def test_a_record_over_the_size_cap_is_skipped_without_being_held(tmp_path):
     del huge
     connector = GHArchiveConnector(path, batch_size=1000)
     connector.max_record_bytes = 1 << 20
-    tracemalloc.start()
-    got = drain(connector)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    got, peak = drain_measuring_memory(connector)
     assert peak < 8 << 20, f"peak {peak / 2**20:.0f} MiB while reading a 40 MiB line"
     (skip,) = got.skips
     assert skip.location == f"{path}:6" and "bytes" in skip.reason
@@ -251,10 +257,7 @@ def test_a_mail_message_over_the_size_cap_is_skipped_without_being_held(tmp_path
     del huge
     connector = MailConnector(path, project="oss-security")
     connector.max_record_bytes = 1 << 20
-    tracemalloc.start()
-    got = drain(connector)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    got, peak = drain_measuring_memory(connector)
     assert peak < 8 << 20, f"peak {peak / 2**20:.0f} MiB while reading a 38 MiB message"
     (skip,) = got.skips
     assert skip.location == f"{path}: message 3" and "bytes" in skip.reason

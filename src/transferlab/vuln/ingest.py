@@ -48,12 +48,13 @@ def ingest(connector: Connector, store: Store, progress: bool = True, restart: b
     everything before it is committed; the report carries the error and the CLI exits non-zero."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    key, legacy_keys = connector.key, connector.legacy_keys  # resolving every path once, not per batch
     if restart:
-        for key in [connector.key, *connector.legacy_keys]:
-            store.reset_checkpoint(key)
-    checkpoint = store.checkpoint(connector.key)
-    for key in connector.legacy_keys:  # written by an earlier release: honoured, then kept under the new key
-        checkpoint = checkpoint if checkpoint is not None else store.checkpoint(key)
+        for k in [key, *legacy_keys]:
+            store.reset_checkpoint(k)
+    checkpoint = store.checkpoint(key)
+    for k in legacy_keys:  # written by an earlier release: honoured, then kept under the new key
+        checkpoint = checkpoint if checkpoint is not None else store.checkpoint(k)
     report = IngestReport(source=connector.describe(), resumed=checkpoint is not None)
     start = time.perf_counter()
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.completed} records"),
@@ -62,7 +63,7 @@ def ingest(connector: Connector, store: Store, progress: bool = True, restart: b
         task = bar.add_task(f"ingesting {connector.name}", total=None, skipped=0)
         try:
             for batch in connector.batches(checkpoint):
-                written = store.write_batch(connector.key, batch, legacy_keys=connector.legacy_keys)
+                written = store.write_batch(key, batch, legacy_keys=legacy_keys)
                 report.batches += 1
                 report.read += len(batch.records)
                 report.new += written.new

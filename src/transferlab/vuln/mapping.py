@@ -224,8 +224,8 @@ class RepositoryMapper:
         if dep.ecosystem == "npm":
             data = self._answer(f"{r['npm']}/{quote(dep.name, safe='@')}")
             repo = data.get("repository")
-            url = member(repo, "url", str, "repository") if isinstance(repo, dict) else repo
-            url = None if url is None else expect(url, str, "repository")
+            url = member(repo, "url", str, "repository") if isinstance(repo, dict) else \
+                None if repo is None else expect(repo, str, "repository")
             return (_first_repo([url, data.get("homepage")]) or (project_of(url) if url and url.count("/") == 1
                                                                  else None)), "npm registry (repository)"
         if dep.ecosystem == "Maven":

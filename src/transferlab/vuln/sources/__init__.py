@@ -9,7 +9,7 @@ SOURCES = ("gharchive", "github", "bugzilla", "jira", "mbox", "pipermail", "hype
 
 def make_connector(source: str, path: list[str] | None = None, url: str | None = None, repo: str | None = None,
                    project: str | None = None, since: str | None = None, repos: list[str] | None = None,
-                   allow_insecure_http: bool = False) -> Connector:
+                   allow_insecure_http: bool = False, max_record_bytes: int | None = None) -> Connector:
     """The connector for ``source`` from command-line style arguments, with a clear error for what is missing."""
     def need(value, flag: str):
         if not value:
@@ -20,11 +20,12 @@ def make_connector(source: str, path: list[str] | None = None, url: str | None =
         from .gharchive import GHArchiveConnector
 
         return GHArchiveConnector(need(path or ([url] if url else None), "--path (hour files or a folder) or --url"),
-                                  repos=repos)
+                                  repos=repos, max_record_bytes=max_record_bytes)
     if source in ("mbox", "pipermail", "hyperkitty"):
         from .mail import MailConnector
 
-        return MailConnector(need(path, "--path (archive files or a folder)"), kind=source, project=project)
+        return MailConnector(need(path, "--path (archive files or a folder)"), kind=source, project=project,
+                             max_record_bytes=max_record_bytes)
     if source == "github":
         from .github import GitHubConnector
 

@@ -24,6 +24,7 @@ from typing import Iterator
 from transferlab.errors import TransferLabError
 
 from ..records import Record
+from .fields import BadItem
 
 
 class SourceError(TransferLabError):
@@ -52,6 +53,30 @@ class Batch:
     """Pages a server said had not changed since the last run (HTTP 304)."""
     resolved: list[str] = field(default_factory=list)
     """Locations of earlier skips that this batch's reading made good (a truncated file read to its end)."""
+
+
+def each_item(things: list, where: str, what: str, make, skips: list[Skip]) -> list[Record]:
+    """``make(thing)`` (a record or a list of them) for each thing of an API page; one without what it needs, or
+    that the code fails on, is a skip at ``where item N`` and the others are kept.  A :class:`SourceError` (the
+    server failing while comments are fetched) still ends the run: skipping the item would move the checkpoint
+    past it for good."""
+    out = []
+    for n, thing in enumerate(things):
+        try:
+            made = make(thing)
+        except BadItem as err:
+            skips.append(Skip(f"{where} item {n}", f"not a {what}: {err}"))
+            continue
+        except SourceError:
+            raise
+        except Exception as err:  # noqa: BLE001 - text from strangers takes shapes no accessor foresees, and one
+            # item the code fails on must cost that item, not the page (FileConnector._handle does the same per unit)
+            skips.append(Skip(f"{where} item {n}", f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
+            continue
+        for record in made if isinstance(made, list) else [made]:
+            record.origin = record.origin or f"{where} item {n}"
+            out.append(record)
+    return out
 
 
 class Connector:
@@ -285,7 +310,7 @@ class FileConnector(Connector):
         except Exception as err:  # noqa: BLE001 - text from strangers takes shapes no connector foresees; one
             # unit a connector's code fails on is that unit's skip, never the end of the run
             del batch.records[first:]
-            batch.skips.append(Skip(self._where(name, number), f"cannot be read: {type(err).__name__}: {err}"))
+            batch.skips.append(Skip(self._where(name, number), f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
             return
         for record in batch.records[first:]:
             record.origin = record.origin or self._where(name, number)

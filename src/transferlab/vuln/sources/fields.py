@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
 from typing import Any
 
-from ..records import parse_time
 
 MAX_ID = 255
 """Longest identifier part a connector builds into a native id (the store's id columns hold 512)."""
@@ -72,16 +70,6 @@ def github_repo(value: Any) -> str | None:
 def jira_key(value: Any) -> str | None:
     """A JIRA issue key (``PROJECT-123``), else None: it goes into ids and ``/browse/`` URLs."""
     return value if isinstance(value, str) and _JIRA_KEY.fullmatch(value) else None
-
-
-def when(value: Any) -> datetime | None:
-    """A time from a string or epoch number; None for anything unreadable or out of range (``1e20``, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    try:
-        return parse_time(value)
-    except (ArithmeticError, ValueError, OSError, TypeError):  # fromtimestamp(1e20), nan, year 10000
-        return None
 
 
 def need(value, what: str):

@@ -13,9 +13,9 @@ import io
 from pathlib import Path
 from typing import Iterable
 
-from ..records import Record
+from ..records import Record, parse_time
 from .base import Batch, FileConnector, Skip
-from .fields import BadItem, github_repo, loads, need, obj, sha, text, when
+from .fields import BadItem, github_repo, loads, need, obj, sha, text
 from .github import comment_record, issue_record
 
 KEPT_EVENTS = ("IssuesEvent", "PullRequestEvent", "IssueCommentEvent", "PullRequestReviewCommentEvent", "PushEvent")
@@ -26,7 +26,7 @@ def _commit_record(repo: str, commit, event: dict) -> Record:
     commit = need(obj(commit) or None, "commit object")
     commit_sha = need(sha(commit.get("sha")), "commit sha")
     title, _, body = (text(commit.get("message")) or "").partition("\n")
-    created = when(event.get("created_at"))
+    created = parse_time(event.get("created_at"))
     return Record(
         source="github", connector="gharchive", project=repo, kind="commit", native_id=f"{repo}@{commit_sha}",
         url=f"https://github.com/{repo}/commit/{commit_sha}", title=title.strip(), body=body.strip(),
@@ -73,8 +73,8 @@ class GHArchiveConnector(FileConnector):
     hint = "give GH Archive hour files (.json.gz) or a folder holding them"
 
     def __init__(self, paths: str | Path | Iterable[str | Path], repos: Iterable[str] | None = None,
-                 batch_size: int = 500, session=None):
-        super().__init__(paths, batch_size)
+                 batch_size: int = 500, session=None, max_record_bytes: int | None = None):
+        super().__init__(paths, batch_size, max_record_bytes)
         self.repos = {r.strip().lower() for r in repos if r.strip()} if repos else None
         self._session = session
 
@@ -118,8 +118,6 @@ class GHArchiveConnector(FileConnector):
         except BadItem as err:
             batch.skips.append(Skip(where, f"{kind} without the fields it should have: {err}"))
         else:
-            for record in found:
-                record.origin = where
             batch.records += found
         batch.skips += [Skip(f"{where} {part}", f"{kind} without the fields it should have: {reason}")
                         for part, reason in problems]

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Iterator
 
 from ..records import Record, newest, parse_time, stamp
-from .base import Batch, Connector, Skip, SourceError
-from .fields import BadItem, integer, loads, need, obj, sha, text, texts, when
+from .base import Batch, Connector, SourceError, each_item
+from .fields import integer, loads, need, obj, sha, text, texts
 from .http import HttpClient, origin, shown
 
 STREAMS = ("issues", "comments", "commits")
@@ -40,8 +40,8 @@ def issue_record(repo: str, item, connector: str = "github-api", raw: dict | Non
         kind="pull_request" if pull_request or "pull_request" in item else "issue",
         native_id=f"{repo}#{number}",
         url=text(item.get("html_url")), title=text(item.get("title")) or "", body=text(item.get("body")) or "",
-        author=_author(item, "user", "login"), created_at=when(item.get("created_at")),
-        updated_at=when(item.get("updated_at")), labels=texts(item.get("labels"), "name"),
+        author=_author(item, "user", "login"), created_at=parse_time(item.get("created_at")),
+        updated_at=parse_time(item.get("updated_at")), labels=texts(item.get("labels"), "name"),
         raw=item if raw is None else raw)
 
 
@@ -57,8 +57,8 @@ def comment_record(repo: str, item, connector: str = "github-api", parent: dict 
     return Record(
         source="github", connector=connector, project=repo, kind="comment", native_id=f"{repo}#comment-{comment_id}",
         url=text(item.get("html_url")), title=text(parent.get("title")) or "", body=text(item.get("body")) or "",
-        author=_author(item, "user", "login"), created_at=when(item.get("created_at")),
-        updated_at=when(item.get("updated_at")), parent_id=f"{repo}#{number}" if number is not None else None,
+        author=_author(item, "user", "login"), created_at=parse_time(item.get("created_at")),
+        updated_at=parse_time(item.get("updated_at")), parent_id=f"{repo}#{number}" if number is not None else None,
         raw=item if raw is None else raw)
 
 
@@ -67,8 +67,8 @@ def commit_record(repo: str, item, connector: str = "github-api") -> Record:
     commit_sha = need(sha(item.get("sha")), "commit sha")
     commit = obj(item.get("commit"))
     title, _, body = (text(commit.get("message")) or "").partition("\n")
-    written = when(obj(commit.get("author")).get("date"))
-    when_committed = when(obj(commit.get("committer")).get("date")) or written
+    written = parse_time(obj(commit.get("author")).get("date"))
+    when_committed = parse_time(obj(commit.get("committer")).get("date")) or written
     return Record(
         source="github", connector=connector, project=repo, kind="commit", native_id=f"{repo}@{commit_sha}",
         url=text(item.get("html_url")) or f"https://github.com/{repo}/commit/{commit_sha}", title=title.strip(),
@@ -146,19 +146,8 @@ class GitHubConnector(Connector):
                                   where=response.url)
             batch = Batch()
             make = {"issues": issue_record, "comments": comment_record, "commits": commit_record}[stream]
-            for n, item in enumerate(items):
-                try:
-                    record = make(self.repo, item)
-                except BadItem as err:
-                    batch.skips.append(Skip(f"{response.url} item {n}", f"not a GitHub {stream[:-1]}: {err}"))
-                    continue
-                except Exception as err:  # noqa: BLE001 - as in FileConnector._handle: text from strangers takes
-                    # shapes no accessor foresees, and one item the code fails on must cost that item, not the page
-                    batch.skips.append(Skip(f"{response.url} item {n}",
-                                            f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
-                    continue
-                record.origin = f"{response.url} item {n}"
-                batch.records.append(record)
+            batch.records = each_item(items, response.url, f"GitHub {stream[:-1]}", lambda i: make(self.repo, i),
+                                      batch.skips)
             high = newest((r.updated_at for r in batch.records), high)
             url, params, etag = response.links.get("next", {}).get("url"), None, None
             if url:

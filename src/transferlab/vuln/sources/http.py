@@ -38,6 +38,7 @@ from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util import Retry
 
 from .base import SourceError
+from .fields import loads
 
 USER_AGENT = "transferlab-vuln (+https://github.com/transferlab)"
 MAX_REDIRECTS = 10
@@ -305,13 +306,12 @@ class HttpClient:
         (after any retry waits).  ``stream_*``: the same for :meth:`stream`, read while the file is ingested."""
         self.session = session or requests.Session()
         self.headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        self.max_retries, self.backoff, self.min_backoff = max_retries, backoff, min_backoff
+        self.max_retries = max_retries
         self.max_wait, self.timeout, self.deadline, self.max_bytes = max_wait, timeout, deadline, max_bytes
         self.stream_deadline, self.stream_max_bytes = stream_deadline, stream_max_bytes
         self.sleep = sleep
         self.secret_hint = secret_hint
         self.allow_insecure_http = allow_insecure_http
-        self.waited = 0.0
         self._origin: tuple | None = None
         self._secret_headers: dict = {}
         self._auth = None
@@ -471,8 +471,8 @@ class HttpClient:
     def json(self, url: str, params: dict | None = None, method: str = "GET", body=None):
         response = self.request(method, url, params=params, body=body)
         try:
-            return response.json()
-        except ValueError:
+            return loads(response.content)
+        except (ValueError, RecursionError):
             raise SourceError(f"the answer is not JSON: {response.text[:120]!r}", where=shown(url)) from None
 
     def stream(self, url: str) -> io.BufferedReader:
@@ -485,7 +485,6 @@ class HttpClient:
         watchdog = getattr(_watching, "dog", None)
         if watchdog is not None:
             watchdog.disarm()
-        self.waited += seconds
         self.sleep(seconds)
         self._woke = time.monotonic()  # the deadline is for the answer, not for the waits before it
         if watchdog is not None:

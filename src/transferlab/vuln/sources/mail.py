@@ -19,9 +19,9 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..records import Record
+from ..records import Record, parse_time
 from .base import Batch, FileConnector, Skip
-from .fields import bounded, when
+from .fields import bounded
 
 SUFFIXES = (".mbox", ".mbox.gz", ".txt", ".txt.gz", ".gz", ".bz2", ".mbx", ".eml")
 # The look-behind lets a match start only where a word starts: without it, every position of a 40 kB run of
@@ -149,9 +149,9 @@ def message_record(raw: bytes, project: str | None, connector: str) -> Record | 
     if not msg.keys() and not body:
         return None
     native_id = _message_id(msg.get("Message-ID")) or "sha256:" + hashlib.sha256(raw).hexdigest()
-    sent = when(header_text(msg.get("Date")))
+    sent = parse_time(header_text(msg.get("Date")))
     if sent is None and unixfrom:
-        sent = when(" ".join(unixfrom.decode("latin-1").split()[-5:]))
+        sent = parse_time(" ".join(unixfrom.decode("latin-1").split()[-5:]))
     author = _author(_deobfuscate(header_text(msg.get("From"))))
     list_id = header_text(msg.get("List-Id"))
     if project is None:
@@ -162,7 +162,7 @@ def message_record(raw: bytes, project: str | None, connector: str) -> Record | 
     return Record(source="mail", connector=connector, project=project, kind="mail", native_id=native_id,
                   url=archived, title=subject, body=body, author=author or None, created_at=sent,
                   updated_at=sent, labels=[], parent_id=reply_to,
-                  raw={"format": "rfc822-latin1", "message": raw.decode("latin-1").replace("\x00", "")})
+                  raw={"format": "rfc822-latin1", "message": raw.decode("latin-1")})
 
 
 class MailConnector(FileConnector):
@@ -173,8 +173,8 @@ class MailConnector(FileConnector):
     hint = "give mbox files, pipermail .txt/.txt.gz archives or a folder of them"
 
     def __init__(self, paths: str | Path | Iterable[str | Path], kind: str = "mbox", project: str | None = None,
-                 batch_size: int = 200):
-        super().__init__(paths, batch_size)
+                 batch_size: int = 200, max_record_bytes: int | None = None):
+        super().__init__(paths, batch_size, max_record_bytes)
         self.name = kind
         self.project = project
 
@@ -196,5 +196,4 @@ class MailConnector(FileConnector):
         if record is None:
             batch.skips.append(Skip(f"{name}: message {number}", "no headers and no text"))
         else:
-            record.origin = f"{name}: message {number}"
             batch.records.append(record)

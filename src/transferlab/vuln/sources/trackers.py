@@ -14,8 +14,8 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from ..records import Record, newest, parse_time, stamp
-from .base import Batch, Connector, Skip, SourceError
-from .fields import BadItem, integer, items, jira_key, need, obj, text, texts, when
+from .base import Batch, Connector, Skip, SourceError, each_item
+from .fields import integer, items, jira_key, need, obj, text, texts
 from .http import HttpClient, NotFound
 
 
@@ -49,29 +49,6 @@ class _PagedTracker(Connector):
         if not isinstance(found, list):
             raise SourceError(f"expected a list under {key!r}, got a {type(found).__name__}", where=url)
         return found
-
-    @staticmethod
-    def _each(things: list, where: str, what: str, make, skips: list[Skip]) -> list[Record]:
-        """``make(thing)`` for each thing; one without what it needs, or that the code fails on, is a skip at
-        ``where item N``.  A :class:`SourceError` (the server failing while comments are fetched) still ends the
-        run: skipping the item would move the checkpoint past it for good."""
-        out = []
-        for n, thing in enumerate(things):
-            try:
-                made = make(thing)
-            except BadItem as err:
-                skips.append(Skip(f"{where} item {n}", f"not a {what}: {err}"))
-                continue
-            except SourceError:
-                raise
-            except Exception as err:  # noqa: BLE001 - as in FileConnector._handle: text from strangers takes shapes
-                # no accessor foresees, and one item the code fails on must cost that item, not the page
-                skips.append(Skip(f"{where} item {n}", f"cannot be read: {type(err).__name__}: {str(err)[:200]}"))
-                continue
-            for record in made if isinstance(made, list) else [made]:
-                record.origin = getattr(record, "origin", None) or f"{where} item {n}"
-                out.append(record)
-        return out
 
     def batches(self, checkpoint: dict | None) -> Iterator[Batch]:
         state = dict(checkpoint or {})
@@ -123,7 +100,7 @@ class BugzillaConnector(_PagedTracker):
         # Only integer ids go into the comment URL: an id is never pasted into a path unchecked.
         ids = [i for i in (integer(obj(b).get("id")) for b in bugs) if i is not None]
         comments = self._comments(ids, skips)
-        records = self._each(bugs, f"{url} offset {offset}", "Bugzilla bug",
+        records = each_item(bugs, f"{url} offset {offset}", "Bugzilla bug",
                              lambda bug: self._bug(bug, comments, skips), skips)
         return records, skips, len(bugs)
 
@@ -137,13 +114,13 @@ class BugzillaConnector(_PagedTracker):
             source="bugzilla", connector="bugzilla", project=text(bug.get("product")) or self.host, kind="bug",
             native_id=f"{self.host}/{bug_id}", url=f"{self.base_url}/show_bug.cgi?id={bug_id}",
             title=text(bug.get("summary")) or "", body=text(obj(description).get("text")) or "",
-            author=text(bug.get("creator")), created_at=when(bug.get("creation_time")),
-            updated_at=when(bug.get("last_change_time")),
+            author=text(bug.get("creator")), created_at=parse_time(bug.get("creation_time")),
+            updated_at=parse_time(bug.get("last_change_time")),
             labels=[*texts(bug.get("keywords")), *([component] if component else [])],
             raw={"bug": bug, "comments": comments.get(bug_id, [])})
         rest = [c for c in comments.get(bug_id, []) if c is not description]
         where = f"{self.base_url}/rest/bug/{bug_id}/comment"
-        return [record, *self._each(rest, where, "Bugzilla comment", lambda c: self._comment(bug, bug_id, c), skips)]
+        return [record, *each_item(rest, where, "Bugzilla comment", lambda c: self._comment(bug, bug_id, c), skips)]
 
     def _comments(self, ids: list[int], skips: list[Skip]) -> dict[int, list]:
         if not ids:
@@ -161,14 +138,14 @@ class BugzillaConnector(_PagedTracker):
         comment = need(obj(comment) or None, "comment object")
         comment_id = need(integer(comment.get("id")), "comment id")
         count = integer(comment.get("count"))
-        created = when(comment.get("creation_time"))
+        created = parse_time(comment.get("creation_time"))
         return Record(
             source="bugzilla", connector="bugzilla", project=text(bug.get("product")) or self.host, kind="comment",
             native_id=f"{self.host}/{bug_id}/comment/{comment_id}",
             url=f"{self.base_url}/show_bug.cgi?id={bug_id}#c{'' if count is None else count}",
             title=text(bug.get("summary")) or "", body=text(comment.get("text")) or text(comment.get("raw_text")) or "",
             author=text(comment.get("creator")) or text(comment.get("author")), created_at=created,
-            updated_at=when(comment.get("time")) or created, parent_id=f"{self.host}/{bug_id}", raw=comment)
+            updated_at=parse_time(comment.get("time")) or created, parent_id=f"{self.host}/{bug_id}", raw=comment)
 
 
 class JiraConnector(_PagedTracker):
@@ -200,7 +177,7 @@ class JiraConnector(_PagedTracker):
         url = f"{self.base_url}/rest/api/2/search"
         issues = self._listed(self._object(url, params), "issues", url)
         skips: list[Skip] = []
-        records = self._each(issues, f"{url} startAt {offset}", "JIRA issue", lambda i: self._issue(i, skips), skips)
+        records = each_item(issues, f"{url} startAt {offset}", "JIRA issue", lambda i: self._issue(i, skips), skips)
         return records, skips, len(issues)
 
     def _issue(self, issue, skips: list[Skip]) -> list[Record]:
@@ -215,9 +192,9 @@ class JiraConnector(_PagedTracker):
             kind="issue", native_id=f"{self.host}/{key}", url=f"{self.base_url}/browse/{key}",
             title=text(fields.get("summary")) or "", body=text(fields.get("description")) or "",
             author=text(person.get("displayName")) or text(person.get("name")),
-            created_at=when(fields.get("created")), updated_at=when(fields.get("updated")),
+            created_at=parse_time(fields.get("created")), updated_at=parse_time(fields.get("updated")),
             labels=texts(fields.get("labels")), raw={"issue": issue, "comments": thread})
-        return [record, *self._each(thread, url, "JIRA comment", lambda c: self._comment(issue, key, c), skips)]
+        return [record, *each_item(thread, url, "JIRA comment", lambda c: self._comment(issue, key, c), skips)]
 
     def _comments(self, issue_id: int, skips: list[Skip]) -> tuple[str, list]:
         url, found, start = f"{self.base_url}/rest/api/2/issue/{issue_id}/comment", [], 0
@@ -251,5 +228,5 @@ class JiraConnector(_PagedTracker):
             kind="comment", native_id=f"{self.host}/{key}/comment/{comment_id}",
             url=f"{self.base_url}/browse/{key}?focusedCommentId={comment_id}",
             title=text(fields.get("summary")) or "", body=text(comment.get("body")) or "",
-            author=text(person.get("displayName")) or text(person.get("name")), created_at=when(comment.get("created")),
-            updated_at=when(comment.get("updated")), parent_id=f"{self.host}/{key}", raw=comment)
+            author=text(person.get("displayName")) or text(person.get("name")), created_at=parse_time(comment.get("created")),
+            updated_at=parse_time(comment.get("updated")), parent_id=f"{self.host}/{key}", raw=comment)
