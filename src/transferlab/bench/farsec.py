@@ -179,7 +179,7 @@ def run_family(name: str, data: FarsecData, *, seed: int, device: str, out: Path
 def run(path: str | Path, out: Path, *, families: list[str] | None = None, seed: int = 13, device: str = "auto",
         validation_fraction: float = 0.25, max_train: int | None = None, max_test: int | None = None,
         announce: Callable[[str], None] = print) -> dict:
-    from ..models.classifier import environment
+    from ..models.base import environment
 
     families = list(families or DEFAULT_FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]

@@ -87,7 +87,7 @@ def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes
     """Run the curve; runs already in ``out/results.json`` from the same data, encoder, length and test rows are
     kept (and not run again), so a curve can be measured in parts."""
     from ..data.splits import subsample
-    from ..models.classifier import environment
+    from ..models.base import environment
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,7 @@ def _reference(recipe: Recipe) -> dict | None:
 def run_suite(suite: Suite, rows: list[Recipe], out: Path, options: RunOptions, *, data_overrides: dict | None = None,
               announce: Callable[[str], None] = print) -> dict:
     """Run ``rows`` and merge them into ``out/results.json``; returns the merged results document."""
-    from ..models.classifier import environment
+    from ..models.base import environment
     from .report import load_results, write_outputs
 
     out = Path(out)

@@ -7,7 +7,6 @@ are shared (the Flair idea: a new family implements "how do I embed a data point
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -19,8 +18,8 @@ from ..config import FROZEN_FEATURES, ModelConfig
 from ..data.records import Examples
 from ..encoders import wordvec
 from ..encoders.sentence import quiet_length_warning
-from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved, refuse_folder_code, remote_code_refusals
-from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
+from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved, refuse_folder_code
+from ..errors import ConfigError, ModelFileError
 from .networks import FeatureNet, TransformerNet, WordVectorNet
 
 
@@ -43,23 +42,23 @@ class Backend:
     def length(self, item: dict) -> int:
         return len(item.get("input_ids", ()))
 
-    # --- training
+    # --- training: the fine-tuning policy (training/strategies.py)
+    @property
+    def strategy(self):
+        if getattr(self, "_strategy", None) is None:
+            from ..training.strategies import make_strategy
+
+            self._strategy = make_strategy(self.cfg)
+        return self._strategy
+
     def param_groups(self, module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-        return _decay_groups([(n, p) for n, p in module.named_parameters() if p.requires_grad], lr, weight_decay)
+        return self.strategy.param_groups(module, lr, weight_decay)
 
     def on_step(self, module: nn.Module, step: int, total: int) -> None:
-        pass
+        self.strategy.on_step(module, step, total)
 
     def state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
         return module.state_dict()
-
-
-def _decay_groups(named, lr: float, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and norms, as in BERT's recipe."""
-    decay = [p for n, p in named if p.ndim > 1]
-    no_decay = [p for n, p in named if p.ndim <= 1]
-    return [g for g in ({"params": decay, "lr": lr, "weight_decay": weight_decay},
-                        {"params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]
 
 
 def _pad(seqs: Sequence[Sequence[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,71 +229,35 @@ class FrozenFeatureBackend(Backend):
 class TransformerBackend(Backend):
     family = TRANSFORMER
 
-    def _hub_kwargs(self) -> dict:
-        # always an explicit bool: None lets transformers prompt on stdin, which `predict` reads as its input
-        kwargs = {"trust_remote_code": bool(self.cfg.trust_remote_code)}
-        if not self.resolved.local and self.resolved.revision:
-            kwargs["revision"] = self.resolved.revision
-        return kwargs
-
     def build(self, train, validation, n_labels, seed):
-        from transformers import AutoModel, AutoTokenizer
+        from ..encoders.transformer import load_pretrained
 
-        if self.resolved.local:
-            refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
-        try:
-            with remote_code_refusals(self.resolved.location):
-                self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.location, **self._hub_kwargs())
-                backbone = AutoModel.from_pretrained(self.resolved.location, use_safetensors=True,
-                                                     dtype=torch.float32, **self._hub_kwargs())
-        except OSError as exc:
-            raise ModelNotAvailableError(f"cannot load a transformer from here: {exc}".splitlines()[0],
-                                         where=self.resolved.location,
-                                         hint="give a local model folder with safetensors weights, a hub id when "
-                                              "online, or a short name from `transferlab models`") from None
+        self.tokenizer, backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code)
         self.info = {"pair": train.is_pair}
         return self._wrap(backbone, n_labels)
 
-    def _wrap(self, backbone, n_labels, lora: bool | None = None):
+    def _wrap(self, backbone, n_labels, *, restoring: bool = False):
         module = TransformerNet(backbone, n_labels, pooling=self.cfg.pooling, dropout=self.cfg.dropout,
                                 hidden=self.cfg.hidden or (256 if self.cfg.head == "mlp" else None))
-        use_lora = self.cfg.strategy == "lora" if lora is None else lora
-        if use_lora:
-            from peft import LoraConfig, get_peft_model
-
-            adapter = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=0.1,
-                                 target_modules="all-linear")
-            module.backbone = get_peft_model(backbone, adapter)
-        return module
+        return module if restoring else self.strategy.wrap(module)
 
     def restore(self, folder, n_labels, info):
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from ..encoders.transformer import restore_pretrained
 
-        trust = bool(self.cfg.trust_remote_code)
-        for sub in ("tokenizer", "encoder"):
-            if not (folder / sub).is_dir():
-                raise ModelFileError(f"the {sub}/ folder is missing", where=str(folder), hint="re-save or retrain")
-            refuse_folder_code(folder / sub, trust)
-        with remote_code_refusals(str(folder)):
-            self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", trust_remote_code=trust)
-            config = AutoConfig.from_pretrained(folder / "encoder", trust_remote_code=trust)
-            backbone = AutoModel.from_config(config, trust_remote_code=trust)
+        self.tokenizer, backbone = restore_pretrained(folder, self.cfg.trust_remote_code)
         self.info = dict(info)
         # Saved LoRA weights are already merged into the backbone: load them as a plain model.
-        return self._wrap(backbone, n_labels, lora=False)
+        return self._wrap(backbone, n_labels, restoring=True)
 
     def save_files(self, folder, module):
-        self.tokenizer.save_pretrained(folder / "tokenizer")
-        backbone = module.backbone
-        (backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).config.save_pretrained(folder / "encoder")
+        from ..encoders.transformer import save_pretrained_parts
+
+        save_pretrained_parts(folder, self.tokenizer, module.backbone)
 
     def state_dict(self, module):
-        backbone = module.backbone
-        if hasattr(backbone, "merge_and_unload"):  # a PEFT model; a reloaded LoRA model is already merged
-            # Merge a copy so the saved model loads without PEFT and training can continue.
-            import copy
+        from ..training.strategies import merged_backbone
 
-            backbone = copy.deepcopy(backbone).merge_and_unload()
+        backbone = merged_backbone(module.backbone)  # a reloaded LoRA model is already merged
         state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
         state.update({f"classifier.{k}": v for k, v in module.classifier.state_dict().items()})
         return state
@@ -342,37 +305,6 @@ class TransformerBackend(Backend):
         if "token_type_ids" in items[0]:
             batch["token_type_ids"], _ = _pad([it["token_type_ids"] for it in items])
         return batch
-
-    # --- strategies
-    def _layer_of(self, name: str, n_layers: int) -> int:
-        """0 = embeddings, 1..n = encoder layers, n+1 = pooler and head."""
-        if "embeddings" in name:
-            return 0
-        m = re.search(r"\.layer\.(\d+)\.", name)
-        return int(m.group(1)) + 1 if m else n_layers + 1
-
-    def param_groups(self, module, lr, weight_decay):
-        if self.cfg.strategy != "gradual":
-            return super().param_groups(module, lr, weight_decay)
-        n = module.backbone.config.num_hidden_layers
-        groups = []
-        for depth in range(n + 2):
-            named = [(k, p) for k, p in module.named_parameters()
-                     if self._layer_of(k, n) == depth and p.requires_grad]
-            # Layer-wise learning-rate decay: lower layers hold general knowledge, move them less.
-            groups += _decay_groups(named, lr * self.cfg.layer_decay ** (n + 1 - depth), weight_decay)
-        return groups
-
-    def on_step(self, module, step, total):
-        """Gradual unfreezing: the head first, then one more layer from the top at even intervals
-        over the first half of training (ULMFiT)."""
-        if self.cfg.strategy != "gradual":
-            return
-        n = module.backbone.config.num_hidden_layers
-        interval = max(1, total // (2 * (n + 1)))
-        open_from = max(0, n + 1 - step // interval)
-        for name, p in module.named_parameters():
-            p.requires_grad = self._layer_of(name, n) >= open_from
 
 
 def make_backend(cfg: ModelConfig, resolved: Resolved, device: str) -> Backend:

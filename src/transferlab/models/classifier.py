@@ -11,57 +11,22 @@ Constructor arguments are the configuration and nothing heavy happens in ``__ini
 from __future__ import annotations
 
 import json
-import platform
 import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .. import __version__
-from ..config import ModelConfig, TrainConfig, split_kwargs
+from ..config import TrainConfig
 from ..data.records import Examples
-from ..encoders.zoo import TRUST_HINT, check_same_encoder, resolve, sha256_file
-from ..errors import ConfigError, DataError, ModelFileError
+from ..encoders.zoo import check_same_encoder, resolve
+from ..errors import ConfigError, DataError
+from ..tasks.classification import SequenceClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
-from .backends import make_backend, read_json, write_json
-
-FORMAT = "transferlab-model"
-FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-
-
-def environment() -> dict:
-    """Package versions and hardware, saved with every model and benchmark result."""
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version(), "transferlab": __version__}
-    for pkg in ("torch", "transformers", "sentence-transformers", "peft", "accelerate", "scikit-learn", "numpy",
-                "gensim", "safetensors"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    hardware = {"platform": platform.platform(), "processor": _cpu_name(),
-                "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        hardware["gpu"] = torch.cuda.get_device_name(0)
-    return {"versions": versions, "hardware": hardware}
-
-
-def _cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from .backends import make_backend
+from .base import Estimator, read_folder, write_folder
 
 
 def as_examples(X, y=None) -> Examples:
@@ -77,20 +42,15 @@ def as_examples(X, y=None) -> Examples:
     return Examples(texts=X, labels=labels, multilabel=bool(labels and isinstance(labels[0], list)))
 
 
-class TextClassifier:
-    def __init__(self, encoder: str = "glove-50d", head: str | None = None, strategy: str | None = None, **kwargs):
-        model_kw, train_kw = split_kwargs(kwargs)
-        self.model_config = ModelConfig(encoder=encoder, head=head, strategy=strategy, **model_kw)
-        self.train_config = TrainConfig(**train_kw)
-        self.labels_: list[str] | None = None
-        self.multilabel_ = False
-        self.history_: list[dict] = []
-        self.fit_info_: dict = {}
-        self.decision_: dict = {}
+class TextClassifier(Estimator):
+    """One label (or a set of labels) per text or text pair, for every family."""
 
-    # ------------------------------------------------------------------ scikit-learn surface
-    def get_params(self, deep: bool = True) -> dict:
-        return {**asdict(self.model_config), **asdict(self.train_config)}
+    task_name = "classification"
+    labels_: list[str] | None = None
+    multilabel_ = False
+    history_: list[dict] = []
+    fit_info_: dict = {}
+    decision_: dict = {}
 
     def fit(self, X, y=None, *, validation=None, out_dir: str | Path | None = None,
             data_info: dict | None = None, save_model: bool = True) -> "TextClassifier":
@@ -101,8 +61,7 @@ class TextClassifier:
             raise DataError("training data has no labels", where=train.source, hint="name the label column")
         if len(train) == 0:
             raise DataError("training data is empty", where=train.source)
-        mcfg = self.model_config.resolve_defaults()
-        tcfg = self.train_config.resolve_defaults(mcfg)
+        mcfg, tcfg = self._resolve_configs()
         _seed_everything(tcfg.seed)
         if validation is not None:
             val = as_examples(*validation) if isinstance(validation, tuple) else validation
@@ -120,17 +79,18 @@ class TextClassifier:
         self.backend_ = make_backend(mcfg, self.resolved_, self.device_)
         started = time.perf_counter()
         self.module_ = self.backend_.build(train, val, len(self.labels_), tcfg.seed)
-        train_items, train_y = self.backend_.prepare(train), self._targets(train)
+        self.task_ = SequenceClassification(self.labels_, self.multilabel_)
+        train_items, train_y = self.backend_.prepare(train), self.task_.targets(train)
         val_items = self.backend_.prepare(val) if val is not None and len(val) else None
-        val_y = self._targets(val, strict=False) if val_items else None
+        val_y = self.task_.targets(val, strict=False) if val_items else None
         from ..training.imbalance import ImbalanceLoss, check_label_counts, class_weights, sample_weights
 
         notes = check_label_counts(train_y, self.labels_, multilabel=self.multilabel_, where=train.source)
         if val_items:
             notes += self._check_validation_classes(val_y)
         weight = class_weights(train_y, self.labels_, tcfg.class_weight, multilabel=self.multilabel_)
-        criterion = ImbalanceLoss(multilabel=self.multilabel_, weight=weight, kind=tcfg.loss, gamma=tcfg.focal_gamma,
-                                  label_smoothing=tcfg.label_smoothing)
+        self.task_.criterion = ImbalanceLoss(multilabel=self.multilabel_, weight=weight, kind=tcfg.loss,
+                                             gamma=tcfg.focal_gamma, label_smoothing=tcfg.label_smoothing)
         draw = sample_weights(train_y, tcfg.sampler, multilabel=self.multilabel_)
         if mcfg.head_solver == "lbfgs":
             best = self._fit_lbfgs_head(mcfg, tcfg, train_items, train_y, weight, val_items, val_y, out_dir)
@@ -139,9 +99,8 @@ class TextClassifier:
             if out_dir is not None:
                 out = Path(out_dir)
                 callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
-            trainer = Trainer(self.module_, self.backend_, tcfg, multilabel=self.multilabel_,
-                              evaluate=self._validation_metrics, callbacks=callbacks, device=self.device_,
-                              criterion=criterion, draw=draw)
+            trainer = Trainer(self.module_, self.backend_, self.task_, tcfg, evaluate=self._validation_metrics,
+                              callbacks=callbacks, device=self.device_, draw=draw)
             self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
             self.module_, best = trainer.module, trainer.best
         self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
@@ -332,45 +291,10 @@ class TextClassifier:
         parts = split_examples(train, f"stratified:{1 - frac},{frac},0", seed=seed)
         return parts["train"], parts["validation"]
 
-    def _targets(self, ex: Examples, strict: bool = True) -> np.ndarray:
-        index = {lab: i for i, lab in enumerate(self.labels_)}
-        if self.multilabel_:
-            y = np.zeros((len(ex), len(index)), dtype=np.float32)
-            for i, labs in enumerate(ex.labels):
-                for lab in labs:
-                    if lab in index:
-                        y[i, index[lab]] = 1.0
-            return y
-        unseen = sorted({lab for lab in ex.labels if lab not in index})
-        if unseen and strict:
-            raise DataError(f"label(s) {unseen} not seen in training", where=ex.source)
-        # A validation label the training part lacks cannot be learned; it counts as wrong (-100 is ignored by loss).
-        return np.asarray([index.get(lab, -100) for lab in ex.labels], dtype=np.int64)
-
     def _validation_metrics(self, items, targets) -> dict:
-        from ..evaluation.decision import calibrate
-        from ..evaluation.metrics import classification_report
-        from ..training.imbalance import ImbalanceLoss
-
         logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size,
                                 self.device_)
-        t = torch.as_tensor(targets)
-        keep = t >= 0 if not self.multilabel_ else torch.ones(len(t), dtype=torch.bool)
-        # the plain (unweighted) loss, so validation curves compare across loss settings
-        val_loss = float(ImbalanceLoss(multilabel=self.multilabel_)(torch.from_numpy(logits)[keep], t[keep]))
-        # early stopping sees raw scores: nothing is fitted yet
-        proba = calibrate(logits, None, self.labels_, multilabel=self.multilabel_)
-        if self.multilabel_:
-            y_true = [[self.labels_[j] for j in np.flatnonzero(row)] for row in targets]
-        else:
-            y_true = [self.labels_[j] for j in targets[keep.numpy()]]
-            proba = proba[keep.numpy()]
-        report = classification_report(y_true, proba, self.labels_, multilabel=self.multilabel_)
-        out = {"loss": val_loss}
-        for k in ("accuracy", "macro_f1", "micro_f1", "roc_auc", "pr_auc"):
-            if isinstance(report.get(k), (int, float)):
-                out[k] = report[k]
-        return out
+        return self.task_.validation_metrics(logits, targets)
 
     def _check_fitted(self) -> None:
         if getattr(self, "module_", None) is None:
@@ -379,51 +303,31 @@ class TextClassifier:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
-        from safetensors.torch import save_file
-
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.backend_.state_dict(self.module_).items()}
-        save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
+        state = self.backend_.state_dict(self.module_)
         self.backend_.save_files(folder, self.module_)
-        config = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "family": self.model_config.family,
+        write_folder(folder, state, {
+            "task": self.task_name, "estimator": type(self).__name__, "family": self.model_config.family,
             "model": asdict(self.model_config), "train": asdict(self.train_config),
             "labels": self.labels_, "multilabel": self.multilabel_, "encoder": self.resolved_.to_dict(),
             "backend": self.backend_.info, "fit": self.fit_info_, "history": self.history_,
-            "decision": self.decision_,
-            "weights": {WEIGHTS: sha256_file(folder / WEIGHTS)}, **environment(),
-        }
-        write_json(folder / "config.json", config)
+            "decision": self.decision_})
         return folder
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False) -> "TextClassifier":
-        """Load a saved model.  Code shipped with it (or with its encoder) runs only when the caller passes
-        ``trust_remote_code=True``; the folder's own config.json cannot switch that on."""
+        """Load a saved model (format 1 or 2).  Code shipped with it (or with its encoder) runs only when the caller
+        passes ``trust_remote_code=True``; the folder's own config.json cannot switch that on."""
         from safetensors.torch import load_file
 
         folder = Path(path)
-        cfg_file = folder / "config.json"
-        config = read_json(cfg_file, "this is not a saved TransferLab model",
-                           hint="point at the folder given as --out when training")
-        if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelFileError("unknown model format or a newer version", where=str(cfg_file),
-                                 hint="upgrade transferlab")
-        weights = folder / WEIGHTS
-        if not weights.exists():
-            raise ModelFileError(f"{WEIGHTS} is missing", where=str(folder), hint="copy the whole model folder")
-        expected = config["weights"][WEIGHTS]
-        if sha256_file(weights) != expected:
-            raise ModelFileError(f"{WEIGHTS} was altered or corrupted (SHA-256 differs from config.json)",
-                                 where=str(weights), hint="restore the file from the original run or retrain")
-        if config.get("model", {}).get("trust_remote_code") and not trust_remote_code:
-            raise ModelFileError("this model folder asks to run code that ships with its encoder (trust_remote_code "
-                                 "in its config.json), and TransferLab runs no folder's code unless you say so",
-                                 where=str(folder), hint=TRUST_HINT)
+        config, weights = read_folder(folder, task=cls.task_name, trust_remote_code=trust_remote_code)
         clf = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
-        clf.model_config.resolve_defaults()
+        mcfg, tcfg = clf._fresh_configs()
+        clf.model_config_, clf.train_config_ = mcfg.resolve_defaults(), tcfg
         clf.labels_, clf.multilabel_ = config["labels"], config["multilabel"]
+        clf.task_ = SequenceClassification(clf.labels_, clf.multilabel_)
         clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})
         clf.decision_ = config.get("decision") or {}
         clf.device_ = pick_device(device)
@@ -432,11 +336,11 @@ class TextClassifier:
         saved = Resolved(**config["encoder"])
         # A frozen encoder is not inside the folder: resolve it again and insist it is the same weights.
         # (A contrastively tuned encoder is inside the folder, checked by its own SHA-256.)
-        reresolve = clf.model_config.family == "frozen-features" and clf.model_config.strategy != "contrastive"
-        clf.resolved_ = resolve(clf.model_config.encoder) if reresolve else saved
+        reresolve = mcfg.family == "frozen-features" and mcfg.strategy != "contrastive"
+        clf.resolved_ = resolve(mcfg.encoder) if reresolve else saved
         if reresolve:
             check_same_encoder(saved, clf.resolved_)
-        clf.backend_ = make_backend(clf.model_config, clf.resolved_, clf.device_)
+        clf.backend_ = make_backend(mcfg, clf.resolved_, clf.device_)
         clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)
         clf.module_.to(clf.device_).eval()

@@ -1,5 +1,12 @@
-"""The training loop: AdamW, linear warm-up and decay, gradient accumulation and mixed precision
-through Accelerate (the same code on CPU, one GPU or several), events for the plugins."""
+"""The one training loop, for every task and strategy: AdamW, linear warm-up and decay, gradient accumulation and
+mixed precision through Accelerate (the same code on CPU, one GPU or several), events for the plugins.
+
+The loop knows nothing of labels: the task (tasks/) turns a batch's targets and the network's outputs into a loss
+and judges validation outputs; the backend (models/backends.py, models/tagging.py) turns items into tensors and
+owns the fine-tuning policy (training/strategies.py).  Two fits do not run through it, on purpose: the
+contrastive encoder tuning (training/contrastive.py) trains a sentence-transformers model on text pairs with its own
+cosine loss before any head exists, and the L-BFGS head (training/logistic.py) is a closed-form solver, not a
+gradient loop."""
 
 from __future__ import annotations
 
@@ -29,8 +36,8 @@ def mixed_precision(cfg: TrainConfig, device: str) -> str:
     return {"fp32": "no"}.get(cfg.precision, cfg.precision)
 
 
-def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_size: int, *,
-            shuffle: bool, rng: np.random.Generator | None = None, draw: np.ndarray | None = None):
+def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle: bool,
+            rng: np.random.Generator | None = None, draw: np.ndarray | None = None, task=None):
     """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
     ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement."""
     if draw is not None:
@@ -43,26 +50,22 @@ def batches(backend, items: Sequence[dict], targets: np.ndarray | None, batch_si
         idx = order[start : start + batch_size]
         batch = backend.collate([items[i] for i in idx])
         if targets is not None:
-            batch["labels"] = torch.as_tensor(targets[idx])
+            # without a task: an array of per-example targets (the classification case)
+            batch["labels"] = task.collate_targets(targets, idx) if task else torch.as_tensor(targets[idx])
         yield idx, batch
 
 
 class Trainer:
-    def __init__(self, module: nn.Module, backend, cfg: TrainConfig, *, multilabel: bool,
-                 evaluate, callbacks: Sequence[Callback] = (), device: str = "cpu",
-                 criterion: nn.Module | None = None, draw: np.ndarray | None = None):
+    def __init__(self, module: nn.Module, backend, task, cfg: TrainConfig, *, evaluate,
+                 callbacks: Sequence[Callback] = (), device: str = "cpu", draw: np.ndarray | None = None):
+        """``evaluate(val_items, val_targets) -> dict`` gives the validation metrics recorded each epoch."""
         from accelerate import Accelerator
 
-        self.backend, self.cfg, self.multilabel, self.evaluate = backend, cfg, multilabel, evaluate
+        self.backend, self.task, self.cfg, self.evaluate = backend, task, cfg, evaluate
         self.callbacks = list(callbacks)
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
                                        gradient_accumulation_steps=cfg.grad_accum)
         self.module = module
-        if criterion is None:
-            from .imbalance import ImbalanceLoss
-
-            criterion = ImbalanceLoss(multilabel=multilabel)  # plain cross-entropy (BCE for multi-label)
-        self.criterion = criterion
         self.draw = draw
         self.history: list[dict] = []
         self.should_stop = False
@@ -88,7 +91,7 @@ class Trainer:
             self.model.train()
             started, losses = time.perf_counter(), []
             bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng,
-                               draw=self.draw),
+                               draw=self.draw, task=self.task),
                        total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
                        unit="batch", leave=False, disable=None)
             for _, batch in bar:
@@ -96,7 +99,7 @@ class Trainer:
                 with self.accelerator.accumulate(self.model):
                     batch = {k: v.to(device) for k, v in batch.items()}
                     labels = batch.pop("labels")
-                    loss = self.criterion(self.model(**batch), labels)
+                    loss = self.task.loss(self.model(**batch), labels, self.unwrapped)
                     self.accelerator.backward(loss)
                     if self.accelerator.sync_gradients:
                         self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -133,27 +136,35 @@ def last_linear(module: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
+def run_batches(module: nn.Module, backend, items: Sequence[dict], batch_size: int, device: str,
+                show_progress: bool = False):
+    """Evaluation forward passes, batched by length: yields (indices, batch, outputs)."""
+    module.eval()
+    for idx, batch in tqdm(batches(backend, items, None, batch_size, shuffle=False),
+                           total=-(-len(items) // batch_size), desc="predicting", unit="batch",
+                           leave=False, disable=not show_progress):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        yield idx, batch, module(**batch)
+
+
+@torch.no_grad()
 def predict_logits(module: nn.Module, backend, items: Sequence[dict], batch_size: int, device: str,
                    show_progress: bool = False, features_of: nn.Module | None = None):
     """Logits in the order of ``items``; with ``features_of`` (a layer of ``module``) also that layer's input for
     each item, from the same forward pass: ``(logits, features)``."""
-    module.eval()
     out: np.ndarray | None = None
     feats: np.ndarray | None = None
     captured: list[torch.Tensor] = []
     hook = (features_of.register_forward_hook(lambda mod, inp, res: captured.append(inp[0]))
             if features_of is not None else None)
     try:
-        for idx, batch in tqdm(batches(backend, items, None, batch_size, shuffle=False),
-                               total=-(-len(items) // batch_size), desc="predicting", unit="batch",
-                               leave=False, disable=not show_progress):
-            captured.clear()
-            logits = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+        for idx, _, outputs in run_batches(module, backend, items, batch_size, device, show_progress):
+            logits = outputs.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
             out[idx] = logits
             if hook is not None:
-                vec = captured[-1].float().cpu().numpy()
+                vec = captured.pop().float().cpu().numpy()
                 if feats is None:
                     feats = np.zeros((len(items), vec.shape[1]), dtype=np.float32)
                 feats[idx] = vec

@@ -45,7 +45,7 @@ def _matomo_events(frame, path: Path) -> int:
 
 def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[str], None] = print,
         max_throughput: int | None = None, command: str | None = None) -> dict:
-    from ..models.classifier import environment
+    from ..models.base import environment
     from .cascade import _held_out
     from .ingest import ingest
     from .scan import score_pending

@@ -1,0 +1,156 @@
+"""What every TransferLab estimator shares: scikit-learn's parameter protocol, and the saved-model folder.
+
+Estimators are real scikit-learn estimators: the constructor arguments are the configuration, stored as given and
+never changed by ``fit`` (which resolves defaults into copies, ``model_config_``/``train_config_``), so
+``get_params``/``set_params`` and ``sklearn.base.clone`` work.  A saved model is a folder: ``config.json`` (the
+resolved configuration, the task, labels, history, environment and the SHA-256 of every weights file) beside
+``model.safetensors``; loading checks the format, the version and the hashes before anything is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+from sklearn.base import BaseEstimator
+
+from .. import __version__
+from ..config import ModelConfig, TrainConfig, split_kwargs
+from ..encoders.zoo import TRUST_HINT, sha256_file
+from ..errors import ModelFileError
+
+FORMAT = "transferlab-model"
+# 1: text classifiers only (no "task" key).  2: "task" and "estimator" keys; token taggers.
+FORMAT_VERSION = 2
+WEIGHTS = "model.safetensors"
+
+
+class Estimator(BaseEstimator):
+    """Base of TextClassifier, TokenTagger and PairScorer: flat keyword parameters routed to ModelConfig and
+    TrainConfig, the scikit-learn way."""
+
+    task_name = "task"
+
+    def __init__(self, encoder: str = "glove-50d", head: str | None = None, strategy: str | None = None,
+                 **kwargs):
+        split_kwargs(kwargs)  # unknown names fail here, at construction, naming the valid ones
+        self.encoder, self.head, self.strategy = encoder, head, strategy
+        for name in self._get_param_names():
+            if name not in ("encoder", "head", "strategy"):
+                setattr(self, name, kwargs.get(name, self._defaults()[name]))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return sorted(f.name for f in fields(ModelConfig) + fields(TrainConfig))
+
+    @classmethod
+    def _defaults(cls) -> dict:
+        if "_DEFAULTS" not in cls.__dict__:
+            cls._DEFAULTS = {**asdict(ModelConfig()), **asdict(TrainConfig())}
+        return cls._DEFAULTS
+
+    def _fresh_configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """Unresolved configurations from the parameters, deep-copied so resolving never touches them."""
+        params = copy.deepcopy(self.get_params(deep=False))
+        model_kw, train_kw = split_kwargs(params)
+        return ModelConfig(**model_kw), TrainConfig(**train_kw)
+
+    def _resolve_configs(self) -> tuple[ModelConfig, TrainConfig]:
+        mcfg, tcfg = self._fresh_configs()
+        mcfg.resolve_defaults()
+        tcfg.resolve_defaults(mcfg)
+        self.model_config_, self.train_config_ = mcfg, tcfg
+        return mcfg, tcfg
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The resolved configuration once fitted or loaded; before that, the parameters as a config."""
+        return getattr(self, "model_config_", None) or self._fresh_configs()[0]
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return getattr(self, "train_config_", None) or self._fresh_configs()[1]
+
+
+def environment() -> dict:
+    """Package versions and hardware, saved with every model and benchmark result."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "transferlab": __version__}
+    for pkg in ("torch", "transformers", "sentence-transformers", "peft", "accelerate", "scikit-learn", "numpy",
+                "gensim", "safetensors", "seqeval"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    hardware = {"platform": platform.platform(), "processor": _cpu_name(),
+                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        hardware["gpu"] = torch.cuda.get_device_name(0)
+    return {"versions": versions, "hardware": hardware}
+
+
+def _cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_folder(folder: Path, state: dict[str, torch.Tensor], config: dict) -> None:
+    """model.safetensors, then config.json with the format, the version and the weights' SHA-256."""
+    from safetensors.torch import save_file
+
+    from .backends import write_json
+
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
+    head = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    write_json(folder / "config.json", {**head, **config, "weights": {WEIGHTS: sha256_file(folder / WEIGHTS)},
+                                        **environment()})
+
+
+def read_folder(folder: Path, *, task: str, trust_remote_code: bool) -> tuple[dict, Path]:
+    """The checked config.json of a saved model of ``task`` and the path of its verified weights."""
+    from .backends import read_json
+
+    cfg_file = folder / "config.json"
+    config = read_json(cfg_file, "this is not a saved TransferLab model",
+                       hint="point at the folder given as --out when training")
+    if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError("unknown model format or a newer version", where=str(cfg_file),
+                             hint="upgrade transferlab")
+    saved_task = config.get("task", "classification")  # format 1 saved text classifiers only
+    if saved_task != task:
+        raise ModelFileError(f"this folder holds a {saved_task} model, not a {task} model", where=str(folder),
+                             hint=f"load it as a {saved_task} model (the CLI picks the right one itself)")
+    weights = folder / WEIGHTS
+    if not weights.exists():
+        raise ModelFileError(f"{WEIGHTS} is missing", where=str(folder), hint="copy the whole model folder")
+    if sha256_file(weights) != config["weights"][WEIGHTS]:
+        raise ModelFileError(f"{WEIGHTS} was altered or corrupted (SHA-256 differs from config.json)",
+                             where=str(weights), hint="restore the file from the original run or retrain")
+    if config.get("model", {}).get("trust_remote_code") and not trust_remote_code:
+        raise ModelFileError("this model folder asks to run code that ships with its encoder (trust_remote_code "
+                             "in its config.json), and TransferLab runs no folder's code unless you say so",
+                             where=str(folder), hint=TRUST_HINT)
+    return config, weights
+
+
+def saved_task(folder: Path) -> str:
+    """Which task a saved model folder holds (for the CLI to pick the estimator); classification if unsure."""
+    import json
+
+    try:
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("task", "classification")
+    except (OSError, ValueError, AttributeError):
+        return "classification"  # TextClassifier.load then reports what is wrong with the folder
