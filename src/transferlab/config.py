@@ -8,10 +8,14 @@ from .errors import ConfigError
 from .encoders.zoo import TRANSFORMER, WORD_VECTORS, family_of
 
 FROZEN_FEATURES = "frozen-features"  # a transformer/sentence encoder used frozen: features + head
+CLASSIFICATION, TOKENS = "classification", "token-classification"
 STRATEGIES = {WORD_VECTORS: ("trainable", "frozen"),
               TRANSFORMER: ("finetune", "frozen", "gradual", "lora", "contrastive")}
-HEADS = {WORD_VECTORS: ("cnn", "bigru", "bilstm", "dan"), FROZEN_FEATURES: ("logreg", "mlp"),
-         TRANSFORMER: ("linear", "mlp")}
+# (default head, default max_length) per task and family; max_length counts words for word vectors, subword
+# tokens (one window) for transformers
+DEFAULTS = {CLASSIFICATION: {WORD_VECTORS: ("cnn", 400), FROZEN_FEATURES: ("logreg", None),
+                             TRANSFORMER: ("linear", 256)},
+            TOKENS: {WORD_VECTORS: ("bilstm", 10_000), FROZEN_FEATURES: ("linear", 128), TRANSFORMER: ("linear", 128)}}
 TRUNCATIONS = ("head", "head+tail", "chunks")
 
 
@@ -41,6 +45,11 @@ class ModelConfig:
     # raw embeddings, SetFit's head); default lbfgs for the contrastive strategy, adamw otherwise
     head_solver: str | None = None
     head_c: float = 1.0  # inverse L2 strength of the lbfgs head (scikit-learn's C)
+    # token tagging: a CRF over the per-word scores; character-CNN word features (word vectors); how many subword
+    # tokens of context overlap when a long sentence is split into windows (default a quarter of max_length)
+    crf: bool = False
+    char_cnn: bool = True
+    stride: int | None = None
     trust_remote_code: bool = False
 
     @property
@@ -48,21 +57,29 @@ class ModelConfig:
         fam = family_of(self.encoder)
         return FROZEN_FEATURES if fam == TRANSFORMER and self.strategy in ("frozen", "contrastive") else fam
 
-    def resolve_defaults(self) -> "ModelConfig":
+    def resolve_defaults(self, task: str = CLASSIFICATION) -> "ModelConfig":
         """Fill family defaults and reject combinations that cannot work, before any heavy work."""
+        from .heads import registry
+
         base = family_of(self.encoder)
         self.strategy = self.strategy or ("trainable" if base == WORD_VECTORS else "finetune")
-        if self.strategy not in STRATEGIES[base]:
-            raise ConfigError(f"strategy {self.strategy!r} does not apply to {base} encoder {self.encoder!r}",
-                              hint=f"choose one of {', '.join(STRATEGIES[base])}")
+        strategies = STRATEGIES[base] if task == CLASSIFICATION else tuple(
+            s for s in STRATEGIES[base] if s != "contrastive")
+        if self.strategy not in strategies:
+            raise ConfigError(f"strategy {self.strategy!r} does not apply to {base} encoder {self.encoder!r}"
+                              + ("" if task == CLASSIFICATION else f" for {task}"),
+                              hint=f"choose one of {', '.join(strategies)}")
         fam = self.family
-        defaults = {WORD_VECTORS: ("cnn", 400), FROZEN_FEATURES: ("logreg", None), TRANSFORMER: ("linear", 256)}
-        head, length = defaults[fam]
+        head, length = DEFAULTS[task][fam]
         self.head = self.head or head
-        if self.head not in HEADS[fam]:
-            raise ConfigError(f"head {self.head!r} does not fit a {fam} model",
-                              hint=f"choose one of {', '.join(HEADS[fam])}")
+        registry.get(task, self.head, fam)  # a head that does not fit is a ConfigError naming the ones that do
         self.max_length = self.max_length or length
+        if self.crf and task != TOKENS:
+            raise ConfigError("a CRF layer scores tag sequences: it applies to token tagging only",
+                              hint="drop --crf, or train with --task ner")
+        if self.stride is not None and not 0 <= self.stride < self.max_length // 2:
+            raise ConfigError(f"stride {self.stride} must be at least 0 and under half of max_length "
+                              f"({self.max_length})", hint="e.g. --stride 32 with --max-length 128")
         self.head_solver = self.head_solver or ("lbfgs" if self.strategy == "contrastive" else "adamw")
         if self.head_solver not in ("adamw", "lbfgs"):
             raise ConfigError(f"head solver {self.head_solver!r} is unknown", hint="adamw or lbfgs")
@@ -106,18 +123,25 @@ class TrainConfig:
     threshold: str | float | None = None
     positive: str | None = None
 
-    def resolve_defaults(self, model: ModelConfig) -> "TrainConfig":
+    def resolve_defaults(self, model: ModelConfig, task: str = CLASSIFICATION) -> "TrainConfig":
         fam = model.family
+        lora = model.strategy == "lora"
         epochs, batch, lr = {
             WORD_VECTORS: (10, 32, 2e-3),
             FROZEN_FEATURES: (100, 64, 3e-3),
-            TRANSFORMER: (3, 16, 3e-4 if model.strategy == "lora" else 4e-5),
+            TRANSFORMER: (3, 16, 3e-4 if lora else 4e-5),
+        }[fam] if task == CLASSIFICATION else {
+            WORD_VECTORS: (20, 16, 2e-3),
+            FROZEN_FEATURES: (30, 32, 2e-3),
+            TRANSFORMER: (3, 16, 5e-4 if lora else 5e-5),
         }[fam]
+        if task == TOKENS and self.metric == "macro_f1":  # the default metric means the task's main one
+            self.metric = "f1"
         self.epochs = self.epochs or epochs
         self.batch_size = self.batch_size or batch
         self.lr = self.lr or lr
         self.eval_batch_size = self.eval_batch_size or max(64, self.batch_size * 2)
-        if fam == FROZEN_FEATURES and self.patience is not None:
+        if fam == FROZEN_FEATURES and task == CLASSIFICATION and self.patience is not None:
             # A head over fixed features costs well under a second per epoch and its validation metric is noisy
             # from epoch to epoch; on IMDB/MiniLM patience 10 stopped at epoch 38 while validation accuracy kept
             # rising to epoch 81 (benchmarks/core-imdb/results.md), so frozen heads get a long patience.

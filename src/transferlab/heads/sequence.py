@@ -6,7 +6,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .registry import register
 
+WV = ("word-vectors",)
+
+
+@register("cnn", task="classification", families=WV, help="Kim (2014) convolutions, max-pooled")
 class CNNHead(nn.Module):
     """Kim (2014): parallel convolutions of several widths, max-pooled over time."""
 
@@ -34,6 +39,8 @@ class CNNHead(nn.Module):
         return torch.cat(pooled, dim=1)
 
 
+@register("bigru", task="classification", families=WV, help="BiGRU + attention")
+@register("bilstm", task="classification", families=WV, help="BiLSTM + attention")
 class RNNAttentionHead(nn.Module):
     """Bidirectional GRU or LSTM with additive attention (Yang et al. 2016) over its states."""
 
@@ -58,6 +65,7 @@ class RNNAttentionHead(nn.Module):
         return torch.bmm(weights.unsqueeze(1), states).squeeze(1)
 
 
+@register("dan", task="classification", families=WV, help="deep averaging network")
 class DANHead(nn.Module):
     """Deep averaging network (Iyyer et al. 2015), the NNLM-style model: mean of embeddings -> MLP.
 
@@ -86,16 +94,14 @@ class DANHead(nn.Module):
         return self.mlp(mean)
 
 
-SEQUENCE_HEADS = ("cnn", "bigru", "bilstm", "dan")
+SEQUENCE_HEADS = ("cnn", "bigru", "bilstm", "dan")  # the word-vector poolers, as registered above
 
 
 def build_sequence_head(name: str, emb_dim: int, **kwargs) -> nn.Module:
-    if name == "cnn":
-        return CNNHead(emb_dim, **kwargs)
-    if name in ("bigru", "bilstm"):
-        return RNNAttentionHead(emb_dim, cell=name[2:], **kwargs)
-    if name == "dan":
-        return DANHead(emb_dim, **kwargs)
-    from ..errors import ConfigError
+    """A word-vector pooler by its registered name (``bigru``/``bilstm`` are one class with two cells)."""
+    from . import registry
 
-    raise ConfigError(f"unknown head {name!r} for word vectors", hint=f"choose one of {', '.join(SEQUENCE_HEADS)}")
+    spec = registry.get("classification", name, "word-vectors")
+    if name in ("bigru", "bilstm"):
+        kwargs = {"cell": name[2:], **kwargs}
+    return spec.build(emb_dim, **kwargs)

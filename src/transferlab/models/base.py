@@ -59,10 +59,10 @@ class Estimator(BaseEstimator):
         model_kw, train_kw = split_kwargs(params)
         return ModelConfig(**model_kw), TrainConfig(**train_kw)
 
-    def _resolve_configs(self) -> tuple[ModelConfig, TrainConfig]:
+    def _resolve_configs(self, task: str = "classification") -> tuple[ModelConfig, TrainConfig]:
         mcfg, tcfg = self._fresh_configs()
-        mcfg.resolve_defaults()
-        tcfg.resolve_defaults(mcfg)
+        mcfg.resolve_defaults(task)
+        tcfg.resolve_defaults(mcfg, task)
         self.model_config_, self.train_config_ = mcfg, tcfg
         return mcfg, tcfg
 
