@@ -107,11 +107,32 @@ def train(
     extra_train: Optional[Path] = typer.Option(None, help="a label store (from `transferlab label add`) whose "
                                                "answers join the training part"),
     evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
+    task: str = typer.Option("auto", help="classification | ner (token tagging) | auto: ner when --data is a CoNLL "
+                             "file (token TAG lines), else classification"),
+    validation_data: Optional[str] = typer.Option(None, "--validation-data", help="ner: a separate validation file "
+                                                  "(CoNLL or JSONL); default: 10% of --data"),
+    test_data: Optional[str] = typer.Option(None, "--test-data", help="ner: a test file scored once after training "
+                                            "(report.json)"),
+    crf: bool = typer.Option(False, "--crf", help="ner: a CRF layer over the tag scores (Viterbi decoding)"),
+    scheme: str = typer.Option("auto", help="ner: tag scheme of the files: auto | iob1 | iob2 | bioes (stored as IOB2)"),
+    repair_tags: bool = typer.Option(False, "--repair-tags", help="ner: an I-X that continues no X chunk becomes B-X "
+                                     "(counted) instead of an error"),
+    stride: Optional[int] = typer.Option(None, help="ner, transformers: subword tokens of context shared by the "
+                                         "windows a long sentence is split into (default max_length/4)"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
-    """Train a classifier and save it (with its metrics and curves) in --out."""
+    """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
     from .data.loading import load_parts
     from .models.classifier import TextClassifier
+
+    if _task_of(task, data) == "ner":
+        _train_ner(data, validation_data, test_data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows,
+                   out_dir=out_dir, params=dict(
+                       encoder=encoder, head=head, strategy=strategy, max_length=max_length, epochs=epochs,
+                       batch_size=batch_size, lr=lr, grad_accum=grad_accum, patience=patience or None, seed=seed,
+                       device=device, precision=precision, trust_remote_code=trust_remote_code, crf=crf,
+                       stride=stride, **({} if metric == "macro_f1" else {"metric": metric})))
+        return
 
     spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation,
                       skip_bad_rows)
@@ -146,6 +167,63 @@ def train(
     _print_decision(clf)
     if evaluate_test and len(parts["test"]):
         _evaluate_and_write(clf, parts["test"], out_dir / "report.json")
+
+
+def _task_of(task: str, data: str) -> str:
+    if task not in ("auto", "classification", "ner"):
+        raise DataError(f"task {task!r} is unknown", hint="classification, ner or auto")
+    if task != "auto":
+        return task
+    from .data.tagged import looks_like_conll
+
+    return "ner" if looks_like_conll(data) else "classification"
+
+
+def _read_tagged(path: str, **kw):
+    from .data.tagged import TaggedReadReport, read_tagged
+
+    report = TaggedReadReport(source=path)
+    sentences = read_tagged(path, report=report, **kw)
+    if report.skipped or report.repaired:
+        err.print(f"[yellow]warning:[/] {escape(report.summary())}", highlight=False, soft_wrap=True)
+    return sentences
+
+
+def _train_ner(data, validation_data, test_data, *, scheme, repair, skip_bad_rows, out_dir, params) -> None:
+    from .models.tagger import TokenTagger
+
+    kw = dict(scheme=scheme, repair=repair, skip_bad_rows=skip_bad_rows)
+    train = _read_tagged(data, **kw)
+    val = _read_tagged(validation_data, **kw) if validation_data else None
+    err.print(f"data: train {len(train)} sentences ({train.scheme}), validation "
+              f"{len(val) if val is not None else 'a 10% part of train'}")
+    tagger = TokenTagger(**params)
+    tagger.fit(train, validation=val, out_dir=out_dir, data_info={"data": data, "validation_data": validation_data,
+                                                                  "scheme_read": train.scheme})
+    best = tagger.fit_info_.get("best", {})
+    err.print(f"trained in {tagger.fit_info_['train_seconds']:.1f}s; best epoch {best.get('epoch')}; saved to {out_dir}")
+    if test_data:
+        _evaluate_ner(tagger, _read_tagged(test_data, **kw), out_dir / "report.json", None)
+
+
+def _evaluate_ner(tagger, sentences, report_path: Path, conll_out: Optional[Path]) -> dict:
+    from .data.tagged import write_conll
+    from .evaluation.tagging import format_report, plot_confusion
+
+    started = time.perf_counter()
+    report = tagger.evaluate(sentences, show_progress=True)
+    seconds = time.perf_counter() - started
+    pred = report.pop("predictions")
+    report.update(seconds=round(seconds, 2), sentences_per_second=round(len(sentences) / seconds, 2) if seconds else None)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot_confusion(report["confusion"], report_path.with_name(report_path.stem + "_confusion.png"))
+    if conll_out is not None:
+        write_conll(conll_out, sentences.tokens, sentences.tags, pred)
+        err.print(f"predictions in CoNLL form (token gold predicted) written to {conll_out}")
+    out.print(escape(format_report(report)), highlight=False)
+    err.print(f"report written to {report_path}")
+    return report
 
 
 def _print_decision(clf) -> None:
@@ -194,13 +272,29 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, help="score only the first N rows of that part"),
     skip_bad_rows: bool = SKIP, seed: int = typer.Option(13, help="seed of a random split spec"),
     report: Path = typer.Option(None, "--report", help="JSON report path (default MODEL_DIR/eval.json)"),
+    conll_out: Optional[Path] = typer.Option(None, "--conll-out", help="ner: also write the predictions as CoNLL "
+                                             "(token gold predicted), for conlleval"),
+    scheme: str = typer.Option("auto", help="ner: tag scheme of --data: auto | iob1 | iob2 | bioes"),
+    repair_tags: bool = typer.Option(False, "--repair-tags", help="ner: repair I-X tags that continue no chunk"),
     trust_remote_code: bool = TRUST,
 ):
-    """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix."""
+    """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix; for a tagger,
+    entity-level precision, recall and F1 (strict and conlleval), per type, with a confusion table."""
     from .data.loading import needed_columns
     from .data.readers import read_examples
     from .data.splits import select_split
+    from .models.base import saved_task
     from .models.classifier import TextClassifier
+
+    if saved_task(model_dir) == "token-classification":
+        from .models.tagger import TokenTagger
+
+        tagger = TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
+        sentences = _read_tagged(data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows)
+        if limit is not None:
+            sentences = sentences.subset(range(min(limit, len(sentences))))
+        _evaluate_ner(tagger, sentences, report or model_dir / "eval.json", conll_out)
+        return
 
     clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     examples, read_report = read_examples(data, text_col=text_col, label_col=label_col, pair_col=pair_col,
@@ -223,15 +317,26 @@ def predict(
     batch_size: int = typer.Option(256, help="lines scored together"),
     trust_remote_code: bool = TRUST,
 ):
-    """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted)."""
+    """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted).
+    A tagger (--task ner model) adds "entities": [{"start", "end", "label", "text"}] with character offsets into
+    the text (the text field is kept, so the offsets can be checked)."""
+    from .models.base import saved_task
     from .models.classifier import TextClassifier
     from .serving_io import iter_jsonl
 
     if input_file is not None and not input_file.is_file():
         raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
-    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
     name = str(input_file) if input_file else "<stdin>"
+    if saved_task(model_dir) == "token-classification":
+        from .models.tagger import TokenTagger
+
+        tagger = TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
+        for chunk in iter_jsonl(stream, name, text_field, None, batch_size):
+            for obj, spans in zip(chunk, tagger.predict_spans([obj[text_field] for obj in chunk])):
+                print(json.dumps({**obj, "entities": spans}, ensure_ascii=False))
+        return
+    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
     for chunk in iter_jsonl(stream, name, text_field, pair_field, batch_size):
         texts = [obj[text_field] for obj in chunk]
         X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts
@@ -245,7 +350,10 @@ def predict(
 @app.command()
 @friendly
 def bench(
-    suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), farsec (security bug reports: --data FILE, "
+    suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), conll2003 (NER: --data FOLDER with train/"
+                                "valid/test.txt, default ../shared/data/conll2003; --rows from glove-bilstm-crf, "
+                                "glove-bilstm, minilm-frozen-crf, minilm-finetune, hf-trainer-minilm, mpnet-finetune, "
+                                "hf-trainer-mpnet, spacy-sm), farsec (security bug reports: --data FILE, "
                                 "--rows = families), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
@@ -277,6 +385,9 @@ def bench(
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed)
+        return
+    if suite == "conll2003":
+        _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)
         return
     if suite == "few-shot":
         _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, seeds, max_length, max_test,
@@ -321,6 +432,21 @@ def bench(
     err.print(f"results in {out_dir}: results.json, results.csv, results.md, report.html")
     if failed:
         err.print(f"[bold red]{len(failed)} row(s) failed:[/] {escape(', '.join(r['name'] for r in failed))}")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed) -> None:
+    from .bench import conll2003
+
+    if out_dir is None:
+        raise DataError("--out is required", hint="name a folder for the results, e.g. --out runs/conll2003")
+    names = [r.strip() for r in rows.split(",") if r.strip()] if rows else None
+    results = conll2003.run(data or "../shared/data/conll2003", out_dir, rows=names, device=device, seed=seed,
+                            max_train=max_train, max_test=max_test, epochs=epochs,
+                            announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+    ran = set(names or conll2003.DEFAULT_ROWS)
+    if any(r.get("status") != "ok" for r in results["rows"] if r["name"] in ran):
         raise typer.Exit(ExitCode.FAILED)
 
 
