@@ -332,3 +332,28 @@ def test_interactive_triage_goes_through_the_queue(world, cascade):
     judged = store.verdicts()
     assert [(v["record_id"], v["verdict"], v["comment"]) for v in judged] == [
         (queue[0]["id"], "vulnerability", "reproduced locally")]  # the skipped one stays in the queue
+
+
+def test_scan_calls_a_record_that_repeats_an_advisory_probably_disclosed(world, cascade, tmp_path):
+    from transferlab.vuln.disclosure import DisclosureCheck
+
+    store, mapper, _, tmp = world
+    (tmp / "osv" / "B.json").write_text(json.dumps({  # no alias, no reference: only its text can link it
+        "id": "GHSA-heap-heap-heap", "summary": "Heap buffer overflow in acme-parser",
+        "details": "A heap buffer overflow when parsing a crafted file allows remote code execution.",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "acme-parser"}}]}))
+    advisories = AdvisoryIndex.from_directory(tmp / "osv")
+    result = scan([tmp / "requirements.txt"], store, cascade, mapper, advisories, progress=False,
+                  disclosure=DisclosureCheck.default())
+    dep = next(d for d in result.dependencies if d.dependency.name == "acme-parser")
+    heap = next(i for i in dep.items if i.record["title"].startswith("Heap"))
+    sql = next(i for i in dep.items if i.record["title"].startswith("SQL"))
+    assert heap.probable and heap.probable[0] == "GHSA-heap-heap-heap" and heap.advisory is None
+    assert heap.status.startswith("probably already disclosed (GHSA-heap-heap-heap, score")
+    assert heap not in dep.early_warnings and sql.probable is None  # an id match is not compared again
+    assert "probably" in result.summary() and result.disclosure_check.startswith("minilm cosine")
+    rows = {r["title"]: r for r in R.rows(result)}
+    assert rows[heap.record["title"]]["disclosure"] == "probably already disclosed"
+    assert rows[heap.record["title"]]["advisory_id"] == "GHSA-heap-heap-heap"
+    md = R.write(result, tmp_path / "r.md").read_text()
+    assert "probably already disclosed (GHSA-heap-heap-heap" in md and "Probably disclosed" in md

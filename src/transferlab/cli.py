@@ -353,7 +353,9 @@ def bench(
     suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), conll2003 (NER: --data FOLDER with train/"
                                 "valid/test.txt, default ../shared/data/conll2003; --rows from glove-bilstm-crf, "
                                 "glove-bilstm, minilm-frozen-crf, minilm-finetune, hf-trainer-minilm, mpnet-finetune, "
-                                "hf-trainer-mpnet, spacy-sm), farsec (security bug reports: --data FILE, "
+                                "hf-trainer-mpnet, spacy-sm), vulcurator (CVE description -> fix commit ranking: recall@k, MRR; --rows "
+                                "from bm25, tfidf, minilm-frozen, minilm-bi-contrastive, minilm-cross, glove-pair, "
+                                "hybrid-bm25+bi), farsec (security bug reports: --data FILE, "
                                 "--rows = families), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
@@ -385,6 +387,19 @@ def bench(
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed)
+        return
+    if suite == "vulcurator":
+        from .bench import vulcurator
+
+        if out_dir is None:
+            raise DataError("--out is required", hint="e.g. --out runs/vulcurator")
+        names = [r.strip() for r in rows.split(",") if r.strip()] if rows else None
+        results = vulcurator.run(data or "../shared/data/security/vulcurator", out_dir, rows=names,
+                                 device="cpu" if device == "auto" else device, seed=seed,
+                                 announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+        if any(r.get("status") != "ok" for r in results["rows"] if r["name"] in set(names or vulcurator.ROWS)):
+            raise typer.Exit(ExitCode.FAILED)
         return
     if suite == "conll2003":
         _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)

@@ -119,6 +119,16 @@ class PairScorer(Estimator):
             self.info_["history"] = [r for r in trainer.state.log_history if "loss" in r]
         model.eval()
 
+    @classmethod
+    def frozen(cls, encoder: str = "minilm", **params) -> "PairScorer":
+        """A bi-encoder used as it is: nothing to fit (a threshold still wants validation pairs)."""
+        scorer = cls(encoder, strategy="frozen", **params)
+        scorer._resolve_configs()
+        scorer.info_ = {}
+        scorer.resolved_ = resolve(scorer.model_config.encoder)
+        scorer.encoder_ = scorer._load_encoder(scorer.resolved_)
+        return scorer
+
     def _load_encoder(self, resolved: Resolved):
         from ..encoders.sentence import SentenceEncoder
 

@@ -42,6 +42,7 @@ class Advisory:
     references: list[str]
     affected: list[dict] = field(default_factory=list, repr=False)
     published: str | None = None
+    details: str = field(default="", repr=False)
 
     @classmethod
     def from_osv(cls, data) -> "Advisory":
@@ -74,7 +75,8 @@ class Advisory:
             references.append(member(ref, "url", str, f"references[{i}]", ""))
         summary = member(data, "summary", str, "", "") or member(data, "details", str, "", "")[:200]
         return cls(id=ident, aliases=list(aliases), summary=summary, packages=packages, references=references,
-                   affected=affected, published=member(data, "published", str, ""))
+                   affected=affected, published=member(data, "published", str, ""),
+                   details=member(data, "details", str, "", ""))
 
     @property
     def ids(self) -> set[str]:

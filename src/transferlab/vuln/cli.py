@@ -163,6 +163,13 @@ def scan_cmd(
     fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 4 when there is an "
                                          "early warning (for CI; 3 is a cascade folder that is altered or asks to "
                                          "run code, 2 bad input, 1 a failure)"),
+    disclosure_check: bool = typer.Option(True, "--disclosure-check/--no-disclosure-check", help="compare flagged "
+                                          "records that name no CVE/GHSA id with their package's advisories, and "
+                                          "call a close match \"probably already disclosed\" (needs --osv or "
+                                          "--osv-api)"),
+    pair_model: Optional[Path] = typer.Option(None, "--pair-model", help="a pair scorer trained with TransferLab "
+                                              "(with its threshold) for that comparison; default: frozen MiniLM "
+                                              "cosine at the threshold chosen on VulCurator validation CVEs"),
 ):
     """Score what the store holds about your dependencies and write a ranked report per dependency."""
     from .advisories import AdvisoryIndex
@@ -189,7 +196,13 @@ def scan_cmd(
                          "skipped:"), highlight=False, soft_wrap=True)
         for problem in advisories.problems[:10]:
             err.print(escape(f"  skipped {problem}"), highlight=False, soft_wrap=True)
-    result = scan([str(m) for m in manifest], store, model, mapper, advisories, _since(since))
+    check = None
+    if disclosure_check and advisories is not None:
+        from .disclosure import DisclosureCheck
+
+        check = (DisclosureCheck.from_folder(pair_model, trust_remote_code=trust_remote_code) if pair_model
+                 else DisclosureCheck.default())
+    result = scan([str(m) for m in manifest], store, model, mapper, advisories, _since(since), disclosure=check)
     for path in report:
         write(result, path)
         err.print(f"wrote {escape(str(path))}")

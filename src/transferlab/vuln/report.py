@@ -25,7 +25,8 @@ REFERENCE_COLUMNS = ["ecosystem", "repo_name", "event_type", "status", "url", "s
                      "cve_model_flag", "triage_is_cve", "triage_feedback_comments", "id", "number", "api_url",
                      "created_at", "updated_at", "closed_at", "creator_name", "creator_url"]
 EXTRA_COLUMNS = ["package", "version", "manifest_line", "mapping_provenance", "source", "kind", "title",
-                 "stage1_score", "stage2_score", "disclosure", "advisory_id", "cve_ids", "ghsa_ids", "cwe_ids",
+                 "stage1_score", "stage2_score", "disclosure", "advisory_id", "disclosure_score", "cve_ids", "ghsa_ids",
+                 "cwe_ids",
                  "evidence", "verdict", "reviewer", "record_id", "cascade_version", "stage1_model", "stage2_model"]
 EVENT_TYPES = {"issue": "IssuesEvent", "pull_request": "PullRequestEvent", "comment": "IssueCommentEvent",
                "commit": "PushEvent", "bug": "Bug", "mail": "Mail"}
@@ -98,7 +99,8 @@ def row(result: ScanResult, dep: DependencyResult, item: Item) -> dict:
         "manifest_line": dep.dependency.source, "mapping_provenance": dep.mapping.provenance,
         "source": rec["source"], "kind": rec["kind"], "title": rec.get("title") or "",
         "stage1_score": round(item.stage1, 4), "stage2_score": round(item.stage2, 4),
-        "disclosure": "already disclosed" if item.advisory else "early warning", "advisory_id": item.advisory or "",
+        "disclosure": item.disclosure, "advisory_id": item.advisory or (item.probable[0] if item.probable else ""),
+        "disclosure_score": item.probable[1] if item.probable and not item.advisory else "",
         "cve_ids": " ".join(_ids(item, "cve")), "ghsa_ids": " ".join(_ids(item, "ghsa")),
         "cwe_ids": " ".join(_ids(item, "cwe")), "evidence": " | ".join(_sentences(item)),
         "verdict": verdict or "", "reviewer": rec.get("reviewer") or "", "record_id": rec["id"],
@@ -121,6 +123,8 @@ def _header(result: ScanResult) -> list[tuple[str, str]]:
                     f"{models['stage2']['id']} (threshold {models['stage2']['threshold']:.3f}, "
                     f"{models['stage2']['rule']})"),
         ("Advisories", result.advisories or "none given: every flagged item is listed as an early warning"),
+        *([("Probably disclosed", f"records naming no CVE/GHSA id compared with their package's advisories by "
+                                  f"{result.disclosure_check}")] if result.disclosure_check else []),
         ("Summary", result.summary()),
     ]
 
@@ -203,7 +207,7 @@ def to_html(result: ScanResult) -> str:
             link = inert.html_link(rec.get("title") or rec["native_id"], rec.get("url"))
             ids = e(" ".join(_ids(item, "cve") + _ids(item, "ghsa") + _ids(item, "cwe")))
             ev = "<br>".join(e(s[:300]) for s in _sentences(item))
-            cls = "known" if item.advisory else "early"
+            cls = "known" if item.advisory or item.probable else "early"
             parts.append(f"<tr class='{cls}'><td>{n}</td><td>{e(item.status)}</td><td>{item.stage1:.3f}</td>"
                          f"<td>{item.stage2:.3f}</td><td>{link}<br><small>{e(rec['kind'])}, {e(rec['project'])}, "
                          f"id {e(rec['id'])}</small></td><td>{ids}</td><td>{ev}</td></tr>")
@@ -279,17 +283,18 @@ def sarif(result: ScanResult) -> str:
     for dep in result.dependencies:
         for item in dep.items:
             rec = item.record
-            rule = "TL002" if item.advisory else "TL001"
+            rule = "TL002" if item.advisory or item.probable else "TL001"
             text = (f"{dep.dependency.name} {dep.dependency.version or ''}: {item.status}: "
                     f"{rec.get('title') or rec['native_id']} ({rec.get('url') or rec['project']}; "
                     f"stage 1 {item.stage1:.2f}, stage 2 {item.stage2:.2f})")
             results.append({  # message.text, never message.markdown: viewers render the latter
                 "ruleId": rule, "ruleIndex": 0 if rule == "TL001" else 1,
-                "level": "note" if item.advisory else "warning", "message": {"text": inert.sarif_text(text)},
+                "level": "note" if item.advisory or item.probable else "warning", "message": {"text": inert.sarif_text(text)},
                 "locations": [_location(dep)],
                 "partialFingerprints": {"recordIdentity/v1": f"{rec['source']}:{rec['native_id']}"},
                 "properties": {"url": rec.get("url"), "stage1": item.stage1, "stage2": item.stage2,
-                               "advisory": item.advisory, "ids": rec.get("refs"), "evidence": _sentences(item),
+                               "advisory": item.advisory, "probably": list(item.probable) if item.probable else None,
+                               "ids": rec.get("refs"), "evidence": _sentences(item),
                                "cascade_version": result.cascade["version"]},
             })
     doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",

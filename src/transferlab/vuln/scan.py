@@ -15,6 +15,7 @@ from pathlib import Path
 from .advisories import AdvisoryIndex
 from .cascade import Cascade
 from .dependencies import Dependency, parse_manifest
+from .disclosure import names_an_id
 from .mapping import Mapping, RepositoryMapper, is_repository
 from .store import Store
 
@@ -29,12 +30,22 @@ class Item:
     stage1: float
     stage2: float
     evidence: dict
-    advisory: str | None = None  # the advisory that already discloses it
+    advisory: str | None = None  # the advisory that already discloses it (names the record or one of its ids)
     verdict: str | None = None
+    probable: tuple[str, float] | None = None  # (advisory id, pair score): its text repeats that advisory's
 
     @property
     def status(self) -> str:
-        return f"already disclosed ({self.advisory})" if self.advisory else "early warning"
+        if self.advisory:
+            return f"already disclosed ({self.advisory})"
+        if self.probable:
+            return f"probably already disclosed ({self.probable[0]}, score {self.probable[1]:.2f})"
+        return "early warning"
+
+    @property
+    def disclosure(self) -> str:
+        return ("already disclosed" if self.advisory else "probably already disclosed" if self.probable
+                else "early warning")
 
     @property
     def rank_score(self) -> float:
@@ -51,7 +62,7 @@ class DependencyResult:
 
     @property
     def early_warnings(self) -> list[Item]:
-        return [i for i in self.items if not i.advisory]
+        return [i for i in self.items if not i.advisory and not i.probable]
 
 
 @dataclass
@@ -66,6 +77,7 @@ class ScanResult:
     scored_now: int = 0
     scoring_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    disclosure_check: str | None = None  # how "probably already disclosed" was decided, if it was
 
     @property
     def flagged(self) -> int:
@@ -80,7 +92,12 @@ class ScanResult:
         return (f"{len(self.dependencies)} dependencies ({mapped} mapped to a project), "
                 f"{sum(d.records for d in self.dependencies)} records about them, {self.scored_now} scored now, "
                 f"{self.flagged} flagged: {self.early_warnings} early warning(s), "
-                f"{self.flagged - self.early_warnings} already disclosed")
+                f"{self.flagged - self.early_warnings} already disclosed"
+                + (f" ({self.probably_disclosed} of them probably, by text)" if self.probably_disclosed else ""))
+
+    @property
+    def probably_disclosed(self) -> int:
+        return sum(1 for d in self.dependencies for i in d.items if i.probable and not i.advisory)
 
 
 def _mentions(text: str, words: list[str]) -> bool:
@@ -120,7 +137,9 @@ def score_pending(store: Store, cascade: Cascade, projects: list[str] | None, si
 
 def scan(manifests: list[str | Path], store: Store, cascade: Cascade, mapper: RepositoryMapper,
          advisories: AdvisoryIndex | None = None, since: datetime | None = None,
-         progress: bool = True) -> ScanResult:
+         progress: bool = True, disclosure=None) -> ScanResult:
+    """``disclosure`` (a vuln.disclosure.DisclosureCheck) compares flagged records that name no CVE/GHSA id with
+    their package's advisories, to tell "probably already disclosed" from "early warning"."""
     problems: list[str] = []
     deps: list[Dependency] = []
     for path in manifests:
@@ -156,8 +175,13 @@ def scan(manifests: list[str | Path], store: Store, cascade: Cascade, mapper: Re
                 if linked(row, result.mapping)]
         for row in mine:
             adv = advisories.match(row, [result.dependency]) if advisories else None
-            result.items.append(Item(row, row["stage1"], row["stage2"], row["evidence"] or {},
-                                     adv.id if adv else None, row.get("verdict")))
+            item = Item(row, row["stage1"], row["stage2"], row["evidence"] or {}, adv.id if adv else None,
+                        row.get("verdict"))
+            if adv is None and advisories and disclosure is not None and not names_an_id(row):
+                dep = result.dependency
+                found = disclosure.best(row, advisories.for_package(dep.ecosystem, dep.name))
+                item.probable = (found[0].id, round(found[1], 4)) if found else None
+            result.items.append(item)
         result.items.sort(key=lambda i: (-i.rank_score, i.record["id"]))
         if advisories and result.dependency.version:
             for adv in advisories.for_package(result.dependency.ecosystem, result.dependency.name):
@@ -168,4 +192,5 @@ def scan(manifests: list[str | Path], store: Store, cascade: Cascade, mapper: Re
     return ScanResult(results, {"version": cascade.version, "models": cascade.models}, store.url,
                       since.isoformat() if since else None,
                       datetime.now(timezone.utc).isoformat(timespec="seconds"), [str(m) for m in manifests],
-                      advisories.origin if advisories else None, scored_now, round(seconds, 2), problems)
+                      advisories.origin if advisories else None, scored_now, round(seconds, 2), problems,
+                      disclosure.source if disclosure is not None and advisories else None)
