@@ -138,3 +138,21 @@ def test_fingerprint_is_order_and_label_sensitive():
     assert fingerprint(ex) != fingerprint(relabeled)
     assert fingerprint(Examples(texts=["ab", "c"])) != fingerprint(Examples(texts=["a", "bc"]))
     assert len(fingerprint(ex)) == 64
+
+
+def test_time_split_at_two_dates_and_concat():
+    from transferlab.data.records import Examples
+    from transferlab.data.splits import split_examples
+    from transferlab.errors import DataError
+
+    stamps = ["2017-05-01", "2019-01-01T10:00:00Z", "2021-02-02", "2016-12-31", "2020-01-01"]
+    ex = Examples([f"t{i}" for i in range(5)], ["a", "b", "a", "b", "a"], columns={"when": stamps})
+    parts = split_examples(ex, "time:when:2018-01-01,2020-01-01")
+    assert [p.texts for p in parts.values()] == [["t0", "t3"], ["t1"], ["t2", "t4"]]
+    with pytest.raises(DataError, match="must come before"):
+        split_examples(ex, "time:when:2020-01-01,2018-01-01")
+    joined = Examples.concat(parts["test"], parts["train"])
+    assert joined.texts == ["t2", "t4", "t0", "t3"] and joined.labels == ["a", "a", "a", "b"]
+    assert joined.columns["when"][0] == "2021-02-02"
+    with pytest.raises(DataError, match="pairs"):
+        Examples.concat(ex, Examples(["x"], ["a"], pairs=["y"]))

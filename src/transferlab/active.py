@@ -252,10 +252,8 @@ def merge_extra(parts: dict[str, Examples], extra: Examples) -> tuple[dict[str, 
     if extra.is_pair != train.is_pair:
         raise DataError("the label store and the training data disagree on sentence pairs", where=extra.source)
     add = extra.subset(take)
-    merged = Examples(texts=train.texts + add.texts, labels=list(train.labels) + list(add.labels),
-                      pairs=None if train.pairs is None else train.pairs + add.pairs,
-                      origins=train.origins + add.origins, multilabel=train.multilabel, source=train.source,
-                      columns={})
+    merged = Examples.concat(train, add, source=train.source)
+    merged.columns = {}
     return {**parts, "train": merged}, {"added": len(take), "held_out_skipped": leaked, "already_in_train": dup}
 
 

@@ -60,6 +60,27 @@ class Examples:
             source=self.source,
         )
 
+    @classmethod
+    def concat(cls, *parts: "Examples", source: str | None = None) -> "Examples":
+        """The examples of every part, in order.  Parts must agree on multi-label and on sentence pairs; a column is
+        kept when every part has it."""
+        if not parts:
+            raise ValueError("Examples.concat needs at least one part")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.multilabel != first.multilabel or p.is_pair != first.is_pair:
+                from ..errors import DataError
+
+                raise DataError("cannot join single- and multi-label data, or pairs and single texts",
+                                where=f"{first.source} + {p.source}")
+        join = lambda name: None if getattr(first, name) is None else [  # noqa: E731
+            v for p in parts for v in (getattr(p, name) or [None] * len(p))]
+        shared = set(first.columns).intersection(*(p.columns for p in parts[1:]))
+        return cls(texts=[t for p in parts for t in p.texts], labels=join("labels"), pairs=join("pairs"),
+                   origins=[o for p in parts for o in p.origins],
+                   columns={c: [v for p in parts for v in p.columns[c]] for c in first.columns if c in shared},
+                   multilabel=first.multilabel, source=source or "+".join(dict.fromkeys(p.source for p in parts)))
+
     def label_names(self) -> list[str]:
         """Sorted distinct labels (flattened for multi-label data)."""
         if self.labels is None:

@@ -13,6 +13,8 @@ Specs:
 ``time:NAME``                 same as ``time:NAME:0.8,0.1,0.1``.
 ``time:NAME:F1,F2,F3``        sort by the time stamp column NAME: oldest F1 train, then validation, newest
                               test; ties keep file order.
+``time:NAME:D1,D2``           cut at two dates: before D1 train, from D1 validation, from D2 test (e.g.
+                              ``time:created_at:2018-01-01,2020-01-01``).
 ``none`` / ``all``            everything is train.
 
 Any spec may end in ``:train``, ``:validation`` or ``:test`` (e.g. ``seed:test``,
@@ -74,6 +76,10 @@ def split_examples(examples: Examples, spec: str, *, seed: int = 13) -> dict[str
         groups = _stratified(examples, _fractions(args[0] if args else None, spec), seed)
     elif kind == "column":
         groups = _by_column(examples, args[0].strip())
+    elif kind == "time" and len(args) > 1 and args[1].count(",") == 1 and "-" in args[1]:
+        v_from, t_from = (x.strip() for x in args[1].split(","))
+        groups = time_cutoffs(parse_stamps(_column(examples, args[0].strip()), args[0].strip(), examples.origins),
+                              v_from, t_from)
     elif kind == "time":
         groups = _by_time(examples, args[0].strip(), _fractions(args[1] if len(args) > 1 else None, spec))
     else:
@@ -225,8 +231,9 @@ def _by_column(examples: Examples, name: str) -> list:
     return [groups[part] for part in SPLITS]
 
 
-def _by_time(examples: Examples, name: str, fracs: tuple[float, float, float]) -> list:
-    values = pd.Series(_column(examples, name), dtype=object)
+def parse_stamps(values, name: str, origins=None) -> pd.Series:
+    """UTC time stamps of a column; a value that is not a date is a DataError naming its row."""
+    values = pd.Series(list(values), dtype=object)
     stamps = pd.to_datetime(values, utc=True, errors="coerce")
     retry = stamps.isna() & values.notna()
     if retry.any():  # pandas infers one format from the first value; mixed formats need a second pass
@@ -235,9 +242,28 @@ def _by_time(examples: Examples, name: str, fracs: tuple[float, float, float]) -
         i = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise DataError(
             f"time column {name!r} holds {values[i]!r}, which is not a date/time",
-            where=examples.origins[i],
+            where=origins[i] if origins is not None else f"row {i}",
             hint="use ISO 8601 time stamps such as 2021-03-04T12:00:00Z",
         )
+    return stamps
+
+
+def time_cutoffs(stamps: pd.Series, validation_from: str, test_from: str) -> list[list[int]]:
+    """Indices before ``validation_from`` (train), until ``test_from`` (validation), and from it (test)."""
+    try:
+        v_from, t_from = pd.Timestamp(validation_from, tz="UTC"), pd.Timestamp(test_from, tz="UTC")
+    except ValueError:
+        raise DataError(f"{validation_from!r} or {test_from!r} is not a date", hint="e.g. 2018-01-01") from None
+    if not v_from < t_from:
+        raise DataError(f"validation_from ({validation_from}) must come before test_from ({test_from})",
+                        where="time split")
+    t = stamps.reset_index(drop=True)
+    return [np.flatnonzero(t < v_from).tolist(), np.flatnonzero((t >= v_from) & (t < t_from)).tolist(),
+            np.flatnonzero(t >= t_from).tolist()]
+
+
+def _by_time(examples: Examples, name: str, fracs: tuple[float, float, float]) -> list:
+    stamps = parse_stamps(_column(examples, name), name, examples.origins)
     order = np.argsort(stamps.dt.tz_localize(None).to_numpy(), kind="stable").tolist()
     n_train, n_val, _ = _allocate(len(order), list(fracs))
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]

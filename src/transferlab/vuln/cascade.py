@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.records import Examples
 from ..errors import ConfigError, ModelFileError
 from ..models.classifier import TextClassifier
 from . import labels as L
@@ -214,7 +215,8 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
     options = recipe(recipe_name)
     model = TextClassifier(**options, threshold=f"recall:{target_recall}", positive=positive,
                            calibration="temperature", seed=seed)
-    train = parts.train if extra is None or len(extra) == 0 else _concat(parts.train, extra)
+    train = parts.train if extra is None or len(extra) == 0 else Examples.concat(
+        _with_origin(parts.train), _with_origin(extra), source=f"{parts.train.source}+{extra.source}")
     started = time.perf_counter()
     model.fit(train, validation=parts.validation, out_dir=out_dir, save_model=False)
     seconds = time.perf_counter() - started
@@ -225,13 +227,11 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
                    "labels": parts.description, "validation": validation, "test": test}
 
 
-def _concat(a, b):
-    from ..data.records import Examples
-
-    origin_a = a.columns.get("origin") or ["?"] * len(a)
-    origin_b = b.columns.get("origin") or ["?"] * len(b)
-    return Examples(texts=a.texts + b.texts, labels=list(a.labels) + list(b.labels), origins=a.origins + b.origins,
-                    columns={"origin": origin_a + origin_b}, source=f"{a.source}+{b.source}")
+def _with_origin(ex):
+    """A copy with an ``origin`` column (where each example came from), "?" where the data had none."""
+    out = ex.subset(range(len(ex)))
+    out.columns.setdefault("origin", ["?"] * len(ex))
+    return out
 
 
 def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_recipe: str = DEFAULT_STAGE1,

@@ -142,14 +142,11 @@ def stage1(folder: str | Path | None = None, *, validation_from: str = "2018-01-
     folder = data_dir(folder)
     matomo = read_matomo(folder)
     matomo["label"] = np.where(matomo["is_sec"] == 1, SECURITY, NOT_SECURITY)
-    v_from, t_from = pd.Timestamp(validation_from, tz="UTC"), pd.Timestamp(test_from, tz="UTC")
-    if not v_from < t_from:
-        raise DataError(f"validation_from ({validation_from}) must come before test_from ({test_from})",
-                        where="stage 1 time split")
-    dated = matomo[matomo["created_at"].notna()]
-    train = dated[dated["created_at"] < v_from]
-    validation = dated[(dated["created_at"] >= v_from) & (dated["created_at"] < t_from)]
-    test = dated[dated["created_at"] >= t_from]
+    from ..data.splits import time_cutoffs
+
+    dated = matomo[matomo["created_at"].notna()].reset_index(drop=True)
+    idx = time_cutoffs(dated["created_at"], validation_from, test_from)
+    train, validation, test = (dated.iloc[i] for i in idx)
     parts = [train]
     if farsec:
         fs = read_farsec(folder)
