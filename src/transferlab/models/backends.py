@@ -23,6 +23,9 @@ from ..errors import ConfigError, ModelFileError
 from .networks import FeatureNet, TransformerNet, WordVectorNet
 
 
+PAIR = "pair_"
+
+
 class Backend:
     family: str
 
@@ -35,9 +38,24 @@ class Backend:
     def restore(self, folder: Path, n_labels: int, info: dict) -> nn.Module: ...
     def save_files(self, folder: Path, module: nn.Module) -> None: ...
 
-    # --- data
-    def prepare(self, examples: Examples) -> list[dict]: ...
-    def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
+    # --- data: sentence pairs are handled here once; a family describes one text (prepare_texts/collate_texts)
+    # and its network receives the second text's tensors under the same names prefixed with "pair_".
+    def prepare(self, examples: Examples) -> list[dict]:
+        items = self.prepare_texts(examples.texts)
+        if examples.pairs is None:
+            return items
+        return [{**a, **{PAIR + k: v for k, v in b.items()}} for a, b in zip(items, self.prepare_texts(examples.pairs))]
+
+    def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        batch = self.collate_texts([{k: v for k, v in it.items() if not k.startswith(PAIR)} for it in items])
+        if any(k.startswith(PAIR) for k in items[0]):
+            second = self.collate_texts([{k[len(PAIR):]: v for k, v in it.items() if k.startswith(PAIR)}
+                                         for it in items])
+            batch.update({PAIR + k: v for k, v in second.items()})
+        return batch
+
+    def prepare_texts(self, texts: Sequence[str]) -> list[dict]: ...
+    def collate_texts(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
 
     def length(self, item: dict) -> int:
         return len(item.get("input_ids", ()))
@@ -78,7 +96,7 @@ class WordVectorBackend(Backend):
         return wordvec.tokenize_all(texts, self.cfg.max_length, self.cfg.truncation)
 
     def build(self, train, validation, n_labels, seed):
-        token_lists = self._tokens(train.texts) + (self._tokens(train.pairs) if train.is_pair else [])
+        token_lists = self._tokens(train.texts + (train.pairs or []))
         if self.resolved.name == "fasttext-indomain":
             unlabeled = token_lists + (self._tokens(validation.texts) if validation is not None and len(validation) else [])
             vectors = wordvec.train_fasttext(unlabeled, dim=self.cfg.indomain_dim, seed=seed)
@@ -114,19 +132,12 @@ class WordVectorBackend(Backend):
         # Tokens never contain a newline (the tokenizer splits on whitespace), so one per line is safe.
         (folder / "vocab.txt").write_text("\n".join(self.vocab), encoding="utf-8")
 
-    def prepare(self, examples):
-        ids = wordvec.encode_tokens(self._tokens(examples.texts), self.index)
-        if not examples.is_pair:
-            return [{"input_ids": x} for x in ids]
-        pair_ids = wordvec.encode_tokens(self._tokens(examples.pairs), self.index)
-        return [{"input_ids": x, "pair_ids": y} for x, y in zip(ids, pair_ids)]
+    def prepare_texts(self, texts):
+        return [{"input_ids": x} for x in wordvec.encode_tokens(self._tokens(texts), self.index)]
 
-    def collate(self, items):
+    def collate_texts(self, items):
         ids, mask = _pad([it["input_ids"] for it in items])
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if "pair_ids" in items[0]:
-            batch["pair_ids"], batch["pair_mask"] = _pad([it["pair_ids"] for it in items])
-        return batch
+        return {"input_ids": ids, "attention_mask": mask}
 
 
 class FrozenFeatureBackend(Backend):
@@ -208,19 +219,11 @@ class FrozenFeatureBackend(Backend):
         self._encoder().model.save(str(folder / "encoder"), safe_serialization=True)
         self.info["encoder_sha256"] = sha256_file(folder / "encoder" / "model.safetensors")
 
-    def prepare(self, examples):
-        enc = self._encoder()
-        x = enc.encode(examples.texts, show_progress=len(examples) > 256)
-        if not examples.is_pair:
-            return [{"features": v} for v in x]
-        y = enc.encode(examples.pairs, show_progress=len(examples) > 256)
-        return [{"features": a, "pair_features_": b} for a, b in zip(x, y)]
+    def prepare_texts(self, texts):
+        return [{"features": v} for v in self._encoder().encode(texts, show_progress=len(texts) > 256)]
 
-    def collate(self, items):
-        batch = {"features": torch.from_numpy(np.stack([it["features"] for it in items]))}
-        if "pair_features_" in items[0]:
-            batch["pair_features_"] = torch.from_numpy(np.stack([it["pair_features_"] for it in items]))
-        return batch
+    def collate_texts(self, items):
+        return {"features": torch.from_numpy(np.stack([it["features"] for it in items]))}
 
     def length(self, item):
         return 1
@@ -288,16 +291,20 @@ class TransformerBackend(Backend):
         return self._template
 
     def prepare(self, examples):
+        if examples.pairs is None:
+            return self.prepare_texts(examples.texts)
+        # A cross-encoder reads both texts as one input ([CLS] a [SEP] b [SEP]), so pairs are not two items here.
+        n = self.cfg.max_length
+        enc = self.tokenizer([t[: n * 20] for t in examples.texts], [p[: n * 20] for p in examples.pairs],
+                             truncation="longest_first", max_length=n)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
+
+    def prepare_texts(self, texts):
         from tqdm.auto import tqdm
 
-        if examples.is_pair:
-            n = self.cfg.max_length
-            enc = self.tokenizer([t[: n * 20] for t in examples.texts], [p[: n * 20] for p in examples.pairs],
-                                 truncation="longest_first", max_length=n)
-            keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
-            return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
-        return [{"input_ids": self._ids(t)} for t in tqdm(examples.texts, desc="tokenising", leave=False,
-                                                           disable=True if len(examples) < 2000 else None)]
+        return [{"input_ids": self._ids(t)} for t in tqdm(texts, desc="tokenising", leave=False,
+                                                           disable=True if len(texts) < 2000 else None)]
 
     def collate(self, items):
         ids, mask = _pad([it["input_ids"] for it in items], value=self.tokenizer.pad_token_id or 0)

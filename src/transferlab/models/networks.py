@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..heads import ClassifierHead, build_sequence_head, pair_features
+from ..heads import ClassifierHead, build_sequence_head
+from ..heads.classifier import pair_features as combine
 
 
 class WordVectorNet(nn.Module):
@@ -25,10 +26,10 @@ class WordVectorNet(nn.Module):
     def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.emb_dropout(self.embedding(ids)), mask)
 
-    def forward(self, input_ids, attention_mask, pair_ids=None, pair_mask=None):
+    def forward(self, input_ids, attention_mask, pair_input_ids=None, pair_attention_mask=None):
         u = self.embed(input_ids, attention_mask)
         if self.pair:
-            u = pair_features(u, self.embed(pair_ids, pair_mask))
+            u = combine(u, self.embed(pair_input_ids, pair_attention_mask))
         return self.classifier(u)
 
 
@@ -50,10 +51,10 @@ class FeatureNet(nn.Module):
         self.mean.copy_(features.mean(0))
         self.scale.copy_(features.std(0).clamp(min=1e-6))
 
-    def forward(self, features, pair_features_=None):
+    def forward(self, features, pair_features=None):
         u = (features - self.mean) / self.scale
         if self.pair:
-            u = pair_features(u, (pair_features_ - self.mean) / self.scale)
+            u = combine(u, (pair_features - self.mean) / self.scale)
         return self.classifier(u)
 
 
