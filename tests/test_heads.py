@@ -61,3 +61,30 @@ def test_pair_features_combines_four_views():
 def test_unknown_head_is_a_config_error():
     with pytest.raises(ConfigError, match="cnn"):
         build_sequence_head("transformer", 8)
+
+
+@pytest.mark.slow
+def test_a_new_head_is_one_class_and_one_register_line():
+    from torch import nn
+
+    from transferlab.heads import registry
+    from transferlab.models.classifier import TextClassifier
+
+    from conftest import sentiment_data
+
+    @registry.register("maxpool", task="classification", families=("word-vectors",), help="max over time")
+    class MaxPool(nn.Module):
+        def __init__(self, emb_dim):
+            super().__init__()
+            self.out_dim = emb_dim
+
+        def forward(self, emb, mask):
+            return emb.masked_fill(~mask.bool().unsqueeze(-1), -1e4).max(1).values
+
+    try:
+        texts, labels = sentiment_data(16)
+        clf = TextClassifier("glove-50d", head="maxpool", epochs=1, max_length=8, validation_fraction=0.0)
+        assert clf.fit(texts, labels).predict_proba(["a fine film"]).shape == (1, 2)
+        assert "maxpool" in registry.names("classification", "word-vectors")
+    finally:
+        registry._HEADS.pop(("classification", "maxpool"))

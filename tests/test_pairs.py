@@ -40,7 +40,8 @@ def test_each_family_ranks_the_matching_fix_first_and_reloads(kw, tmp_path):
     again = PairScorer.load(tmp_path)
     np.testing.assert_allclose(again.rank(queries, candidates), scores, atol=1e-5)
     assert again.threshold_ == scorer.threshold_
-    assert again.predict_proba([("", "")]).shape == (1,)
+    edge = again.predict_proba([("", ""), ("overflow " * 11_000, "fix " * 25_000)])  # empty; ~100k characters
+    assert edge.shape == (2,) and np.isfinite(edge).all()
 
 
 def test_bad_pairs_and_labels_are_named():

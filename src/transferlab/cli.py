@@ -67,6 +67,22 @@ def models(as_json: bool = typer.Option(False, "--json", help="print JSON instea
 
 @app.command()
 @friendly
+def heads():
+    """List the registered heads per task and encoder family (what --head accepts)."""
+    from .heads import registry
+
+    table = Table(title="heads")
+    for col in ("task", "head", "families", "what it is"):
+        table.add_column(col)
+    for task in ("classification", "token-classification"):
+        for name in registry.names(task):
+            spec = registry.get(task, name, registry.families(task, name)[0])
+            table.add_row(task, name, ", ".join(spec.families), spec.help)
+    out.print(table)
+
+
+@app.command()
+@friendly
 def train(
     data: str = DATA, text_col: str = TEXT, label_col: str = LABEL, pair_col: Optional[str] = PAIR,
     label_sep: Optional[str] = SEP,
@@ -75,7 +91,9 @@ def train(
     max_validation: Optional[int] = typer.Option(None, help="subsample the validation part to N rows (stratified)"),
     skip_bad_rows: bool = SKIP,
     encoder: str = typer.Option("glove-50d", help="short name (see `transferlab models`), local path, hub id, or vectors:FILE"),
-    head: Optional[str] = typer.Option(None, help="word vectors: cnn|bigru|bilstm|dan; frozen: logreg|mlp; transformer: linear|mlp"),
+    head: Optional[str] = typer.Option(None, help="classification: word vectors cnn|bigru|bilstm|dan, frozen "
+                                       "logreg|mlp, transformer linear|mlp; ner: bilstm (word vectors), linear "
+                                       "(transformers); `transferlab heads` lists every registered head"),
     strategy: Optional[str] = typer.Option(None, help="word vectors: trainable|frozen; transformer: finetune|frozen|gradual|lora|contrastive (few-shot: encoder tuned on label pairs, then frozen)"),
     max_length: Optional[int] = typer.Option(None, help="tokens kept per text (default 400 words / 256 subwords)"),
     truncation: str = typer.Option("head", help="long documents: head | head+tail | chunks (frozen encoders)"),

@@ -49,15 +49,9 @@ def get(task: str, name: str, family: str) -> HeadSpec:
     return spec
 
 
-def describe(task: str) -> str:
-    """``family: a|b; family: c`` for the CLI help."""
+def families(task: str, name: str) -> tuple[str, ...]:
     _load()
-    by_family: dict[str, list[str]] = {}
-    for s in _HEADS.values():
-        if s.task == task:
-            for fam in s.families:
-                by_family.setdefault(fam, []).append(s.name)
-    return "; ".join(f"{fam}: {'|'.join(v)}" for fam, v in by_family.items())
+    return _HEADS[(task, name)].families
 
 
 def _load() -> None:
