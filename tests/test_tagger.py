@@ -31,8 +31,10 @@ def ner_data(n=48):
 FAMILIES = {
     "glove-bilstm-crf": dict(encoder="glove-50d", crf=True, epochs=4, lr=1e-2),
     "glove-bilstm": dict(encoder="glove-50d", epochs=2, char_cnn=False),
-    "minilm-finetuned": dict(encoder="minilm", epochs=1, batch_size=8, max_length=16, stride=4),
-    "minilm-frozen-linear-crf": dict(encoder="minilm", strategy="frozen", crf=True, epochs=3, max_length=16),
+    "minilm-finetuned-case": dict(encoder="minilm", epochs=1, batch_size=8, max_length=16, stride=4,
+                                  case_features=True),
+    "minilm-frozen-linear-crf-case": dict(encoder="minilm", strategy="frozen", crf=True, epochs=3, max_length=16,
+                                         case_features=True),
 }
 
 

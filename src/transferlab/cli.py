@@ -137,6 +137,9 @@ def train(
                                      "(counted) instead of an error"),
     stride: Optional[int] = typer.Option(None, help="ner, transformers: subword tokens of context shared by the "
                                          "windows a long sentence is split into (default max_length/4)"),
+    case_features: bool = typer.Option(False, "--case-features", help="ner, transformers: add each word's casing "
+                                       "(Initial, ALL CAPS, lower, digits...) to its state: what an uncased encoder "
+                                       "cannot see"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
     """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
@@ -149,7 +152,8 @@ def train(
                        encoder=encoder, head=head, strategy=strategy, max_length=max_length, epochs=epochs,
                        batch_size=batch_size, lr=lr, grad_accum=grad_accum, patience=patience or None, seed=seed,
                        device=device, precision=precision, trust_remote_code=trust_remote_code, crf=crf,
-                       stride=stride, **({} if metric == "macro_f1" else {"metric": metric})))
+                       stride=stride, case_features=case_features,
+                       **({} if metric == "macro_f1" else {"metric": metric})))
         return
 
     spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation,

@@ -50,6 +50,9 @@ class ModelConfig:
     crf: bool = False
     char_cnn: bool = True
     stride: int | None = None
+    # token tagging with a transformer: append a learned casing embedding of each word (lower, Initial, ALL, mixed,
+    # digits...) to its state; gives an uncased encoder (MiniLM, MPNet here) back the capitalisation it never sees
+    case_features: bool = False
     trust_remote_code: bool = False
 
     @property

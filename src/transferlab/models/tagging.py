@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import FROZEN_FEATURES, ModelConfig
 from ..encoders import wordvec
-from ..encoders.word_states import MAX_WORD_CHARS, WordFeatures, casing
+from ..encoders.word_states import CASES, MAX_WORD_CHARS, WordFeatures, casing
 from ..encoders.zoo import TRANSFORMER, WORD_VECTORS, Resolved
 from ..errors import ModelFileError
 from ..heads import registry
@@ -48,30 +48,41 @@ class WordTaggerNet(nn.Module):
         return self.head(self.encoder(word_ids, case_ids, char_ids), word_mask)
 
 
+CASE_DIM = 16
+
+
+def _with_case(module: nn.Module, states: torch.Tensor, case_ids) -> torch.Tensor:
+    return states if module.case is None else torch.cat([states, module.case(case_ids)], dim=-1)
+
+
 class TransformerTaggerNet(nn.Module):
     def __init__(self, cfg: ModelConfig, backbone: nn.Module, tags: list[str]):
         super().__init__()
         self.backbone = backbone
+        self.case = nn.Embedding(len(CASES), CASE_DIM, padding_idx=0) if cfg.case_features else None
         spec = registry.get(TASK, cfg.head, TRANSFORMER)
-        self.head = spec.build(backbone.config.hidden_size, len(tags), dropout=cfg.dropout, **cfg.head_options)
+        width = backbone.config.hidden_size + (CASE_DIM if cfg.case_features else 0)
+        self.head = spec.build(width, len(tags), dropout=cfg.dropout, **cfg.head_options)
         self.crf = _crf(tags, cfg.crf)
 
-    def forward(self, input_ids, attention_mask, word_starts, word_mask):
+    def forward(self, input_ids, attention_mask, word_starts, word_mask, case_ids=None):
         from ..encoders.transformer import gather_words, token_states
 
         states = gather_words(token_states(self.backbone, input_ids, attention_mask), word_starts)
-        return self.head(states, word_mask)
+        return self.head(_with_case(self, states, case_ids), word_mask)
 
 
 class FeatureTaggerNet(nn.Module):
     def __init__(self, cfg: ModelConfig, dim: int, tags: list[str]):
         super().__init__()
+        self.case = nn.Embedding(len(CASES), CASE_DIM, padding_idx=0) if cfg.case_features else None
         spec = registry.get(TASK, cfg.head, FROZEN_FEATURES)
-        self.head = spec.build(dim, len(tags), dropout=cfg.dropout, **cfg.head_options)
+        width = dim + (CASE_DIM if cfg.case_features else 0)
+        self.head = spec.build(width, len(tags), dropout=cfg.dropout, **cfg.head_options)
         self.crf = _crf(tags, cfg.crf)
 
-    def forward(self, features, word_mask):
-        return self.head(features, word_mask)
+    def forward(self, features, word_mask, case_ids=None):
+        return self.head(_with_case(self, features, case_ids), word_mask)
 
 
 def _whole(sentences) -> list[dict]:
@@ -240,7 +251,9 @@ class TransformerTaggingBackend(Backend):
                     starts.append(len(ids))
                     ids += p[: max(1, body - (len(ids) - len(prefix)))]
                     ids = ids[: len(prefix) + body]
+                words = sentences.tokens[s][a:b] or ["."]
                 items.append({"input_ids": ids + list(suffix), "word_starts": starts, "_sentence": s,
+                              "case_ids": [casing(w) for w in words][: len(starts)],
                               "_start": a, "_end": min(b, n) if n else 0,
                               "_owner": None if len(windows) == 1 else owners(windows, n)})
         return items
@@ -248,7 +261,10 @@ class TransformerTaggingBackend(Backend):
     def collate(self, items):
         ids, mask = _pad([it["input_ids"] for it in items], value=self.tokenizer.pad_token_id or 0)
         starts, word_mask = _pad([it["word_starts"] for it in items])
-        return {"input_ids": ids, "attention_mask": mask, "word_starts": starts, "word_mask": word_mask}
+        batch = {"input_ids": ids, "attention_mask": mask, "word_starts": starts, "word_mask": word_mask}
+        if self.cfg.case_features:
+            batch["case_ids"] = _pad([it["case_ids"] for it in items])[0]
+        return batch
 
 
 class FrozenTaggingBackend(TransformerTaggingBackend):
@@ -295,7 +311,8 @@ class FrozenTaggingBackend(TransformerTaggingBackend):
             words = gather_words(states, batch["word_starts"].to(self.device)).float().cpu().numpy()
             for k, i in enumerate(idx):
                 feats[i] = words[k, : len(windows[i]["word_starts"])]
-        return [{"features": f, **{k: v for k, v in w.items() if k.startswith("_")}} for f, w in zip(feats, windows)]
+        return [{"features": f, "case_ids": w["case_ids"], **{k: v for k, v in w.items() if k.startswith("_")}}
+                for f, w in zip(feats, windows)]
 
     def _window_collator(self):
         parent = self
@@ -313,7 +330,10 @@ class FrozenTaggingBackend(TransformerTaggingBackend):
         for i, it in enumerate(items):
             x[i, : len(it["features"])] = torch.from_numpy(it["features"])
             mask[i, : len(it["features"])] = 1
-        return {"features": x, "word_mask": mask}
+        batch = {"features": x, "word_mask": mask}
+        if self.cfg.case_features:
+            batch["case_ids"] = _pad([it["case_ids"] for it in items])[0]
+        return batch
 
     def length(self, item):
         return len(item["features"])
