@@ -36,3 +36,12 @@ def test_fit_leaves_the_constructor_arguments_alone():
     assert clf.head is None and clf.model_config.head == "cnn" and clf.train_config.batch_size == 32
     twin = clone(clf)
     assert not hasattr(twin, "module_") and twin.get_params() == before
+
+
+def test_every_estimator_clones():
+    from transferlab.models.pairs import PairScorer
+    from transferlab.models.tagger import TokenTagger
+
+    for est in (TokenTagger("glove-50d", crf=True, case_features=True), PairScorer("minilm", strategy="contrastive")):
+        twin = clone(est)
+        assert type(twin) is type(est) and twin.get_params() == est.get_params()
