@@ -65,3 +65,12 @@ def test_i_after_o_is_reported_or_repaired_as_asked(tmp_path):
                               "--out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     assert "repaired 1" in res.output
+
+
+def test_classification_options_are_refused_for_ner(tmp_path):
+    data = write_conll(tmp_path / "t.txt", ner_data(12))
+    res = runner.invoke(app, ["train", "--data", str(data), "--threshold", "f1", "--max-train", "5",
+                              "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--max-train, --threshold" in res.output
+    res = runner.invoke(app, ["train", "--data", str(data), "--metric", "accuracy", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "token_accuracy" in res.output

@@ -96,3 +96,30 @@ def test_transformer_windows_give_the_same_tags_as_one_window_where_context_suff
     windowed = tagger.predict(short)
     assert len(windowed[0]) == 18
     assert np.mean([a == b for a, b in zip(whole[0], windowed[0])]) >= 0.8
+
+
+def test_bad_sentences_from_python_are_named():
+    from transferlab.errors import DataError
+
+    with pytest.raises(DataError, match="sentence 1.*empty"):
+        TokenTagger("glove-50d", crf=True).fit([["Paris"], []], [["B-LOC"], []])
+    with pytest.raises(DataError, match="sentence 0.*not IOB2"):
+        TokenTagger("glove-50d").fit([["Paris"]], [["S-LOC"]])
+    with pytest.raises(DataError, match="2 words but 1 tags"):
+        TokenTagger("glove-50d").fit([["in", "Paris"]], [["O"]])
+
+
+@pytest.mark.slow
+def test_word_vector_tagger_chunks_long_sentences_and_keeps_odd_words(tmp_path):
+    data = ner_data(24)
+    data.tokens[0][1] = "Sm\rith\n"  # a word with line breaks must survive the saved vocabulary
+    data.tokens[3][1] = "Sm\rith\n"
+    tagger = TokenTagger("glove-50d", epochs=1, max_length=5, seed=0, patience=None, validation_fraction=0.0,
+                         min_count=1).fit(data)
+    items = tagger.backend_.prepare(data.subset([0]))
+    assert [(it["_start"], it["_end"]) for it in items] == [(0, 5), (5, 6)]
+    tagger.save(tmp_path)
+    again = TokenTagger.load(tmp_path)
+    assert again.backend_.vocab == tagger.backend_.vocab
+    probe = [data.tokens[0] * 3]
+    assert again.predict(probe) == tagger.predict(probe) and len(again.predict(probe)[0]) == 18

@@ -357,3 +357,17 @@ def test_scan_calls_a_record_that_repeats_an_advisory_probably_disclosed(world, 
     assert rows[heap.record["title"]]["advisory_id"] == "GHSA-heap-heap-heap"
     md = R.write(result, tmp_path / "r.md").read_text()
     assert "probably already disclosed (GHSA-heap-heap-heap" in md and "Probably disclosed" in md
+    sarif = json.loads(R.write(result, tmp_path / "r.sarif").read_text())
+    heap_result = next(r for r in sarif["runs"][0]["results"] if "Heap" in r["message"]["text"])
+    assert heap_result["ruleId"] == "TL003" and heap_result["level"] == "warning"  # a text match still needs a human
+    assert result.needs_attention == result.early_warnings + 1
+    # an advisory fixed before the installed version (1.2.0) cannot be what the record reports
+    (tmp / "osv" / "B.json").write_text(json.dumps({
+        "id": "GHSA-heap-heap-heap", "summary": "Heap buffer overflow in acme-parser",
+        "details": "A heap buffer overflow when parsing a crafted file allows remote code execution.",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "acme-parser"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0.0"}]}]}]}))
+    fixed = scan([tmp / "requirements.txt"], store, cascade, mapper, AdvisoryIndex.from_directory(tmp / "osv"),
+                 progress=False, disclosure=DisclosureCheck.default())
+    dep = next(d for d in fixed.dependencies if d.dependency.name == "acme-parser")
+    assert next(i for i in dep.items if i.record["title"].startswith("Heap")).status == "early warning"

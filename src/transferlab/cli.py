@@ -147,6 +147,16 @@ def train(
     from .models.classifier import TextClassifier
 
     if _task_of(task, data) == "ner":
+        unused = [flag for flag, used in (
+            ("--pair-col", pair_col), ("--label-sep", label_sep), ("--split", split != "stratified"),
+            ("--max-train", max_train), ("--max-validation", max_validation), ("--extra-train", extra_train),
+            ("--test", evaluate_test), ("--calibration", calibration), ("--threshold", threshold),
+            ("--positive", positive), ("--class-weight", class_weight), ("--sampler", sampler),
+            ("--loss", loss != "ce"), ("--label-smoothing", label_smoothing), ("--head-solver", head_solver),
+            ("--pooling", pooling != "mean"), ("--truncation", truncation != "head")) if used]
+        if unused:
+            raise DataError(f"{', '.join(unused)} do(es) not apply to named-entity recognition",
+                            hint="NER takes --validation-data and --test-data files; drop the classification options")
         _train_ner(data, validation_data, test_data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows,
                    out_dir=out_dir, params=dict(
                        encoder=encoder, head=head, strategy=strategy, max_length=max_length, epochs=epochs,

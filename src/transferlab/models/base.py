@@ -41,7 +41,8 @@ class Estimator(BaseEstimator):
         self.encoder, self.head, self.strategy = encoder, head, strategy
         for name in self._get_param_names():
             if name not in ("encoder", "head", "strategy"):
-                setattr(self, name, kwargs.get(name, self._defaults()[name]))
+                # a copy of a mutable default (head_options): estimators never share one dict
+                setattr(self, name, kwargs[name] if name in kwargs else copy.deepcopy(self._defaults()[name]))
 
     @classmethod
     def _get_param_names(cls) -> list[str]:

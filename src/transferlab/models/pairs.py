@@ -201,7 +201,7 @@ class PairScorer(Estimator):
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, *, trust_remote_code: bool = False) -> "PairScorer":
+    def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False) -> "PairScorer":
         from .backends import read_json
 
         folder = Path(path)
@@ -213,7 +213,7 @@ class PairScorer(Estimator):
             if not (folder / rel).is_file() or sha256_file(folder / rel) != digest:
                 raise ModelFileError(f"{rel} is missing, altered or corrupted (SHA-256 differs from config.json)",
                                      where=str(folder), hint="restore the folder or retrain")
-        params = {**config["params"], "trust_remote_code": bool(trust_remote_code)}
+        params = {**config["params"], "trust_remote_code": bool(trust_remote_code), "device": device}
         if config["params"].get("trust_remote_code") and not trust_remote_code:
             from ..encoders.zoo import TRUST_HINT
 
@@ -236,7 +236,8 @@ class PairScorer(Estimator):
         else:
             from .classifier import TextClassifier
 
-            scorer.classifier_ = TextClassifier.load(folder / "classifier", trust_remote_code=trust_remote_code)
+            scorer.classifier_ = TextClassifier.load(folder / "classifier", device=device,
+                                                     trust_remote_code=trust_remote_code)
         return scorer
 
 

@@ -25,6 +25,9 @@ from .base import Estimator, read_folder, write_folder
 from .tagging import make_tagging_backend, merge_windows
 
 
+METRICS = ("f1", "precision", "recall", "token_accuracy")  # what validation reports; early stopping maximises one
+
+
 def as_sentences(X, y=None) -> TaggedSentences:
     if isinstance(X, TaggedSentences):
         return X
@@ -32,7 +35,24 @@ def as_sentences(X, y=None) -> TaggedSentences:
         raise ConfigError("X must be a list of sentences, each a list of words",
                           hint="wrap one sentence as [words]; for raw text use predict_spans")
     tokens = [list(map(str, s)) for s in X]
-    return TaggedSentences(tokens=tokens, tags=None if y is None else [list(t) for t in y])
+    if y is None:
+        return TaggedSentences(tokens=tokens)
+    tags = [list(t) for t in y]
+    if len(tags) != len(tokens):
+        raise DataError(f"{len(tokens)} sentences but {len(tags)} tag lists", hint="one tag list per sentence")
+    from ..data.tagged import to_iob2
+
+    for i, (toks, tg) in enumerate(zip(tokens, tags)):
+        if not toks:
+            raise DataError("an empty sentence cannot be tagged", where=f"sentence {i}", hint="drop it")
+        if len(toks) != len(tg):
+            raise DataError(f"{len(toks)} words but {len(tg)} tags", where=f"sentence {i}")
+        try:
+            to_iob2(tg, "iob2")
+        except (DataError, ValueError) as exc:
+            raise DataError(f"tags are not IOB2 ({exc})", where=f"sentence {i}",
+                            hint="use O, B-TYPE and I-TYPE (read other schemes with read_conll, which converts)") from None
+    return TaggedSentences(tokens=tokens, tags=tags)
 
 
 class TokenTagger(Estimator):
@@ -51,6 +71,9 @@ class TokenTagger(Estimator):
         if not len(train):
             raise DataError("training data is empty", where=train.source)
         mcfg, tcfg = self._resolve_configs(TOKENS)
+        if tcfg.metric.removeprefix("val_") not in METRICS:
+            raise ConfigError(f"metric {tcfg.metric!r} is not one a tagger is judged by",
+                              hint=f"choose one of {', '.join(METRICS)}")
         from .classifier import _seed_everything
 
         _seed_everything(tcfg.seed)

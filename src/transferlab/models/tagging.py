@@ -85,10 +85,6 @@ class FeatureTaggerNet(nn.Module):
         return self.head(_with_case(self, features, case_ids), word_mask)
 
 
-def _whole(sentences) -> list[dict]:
-    return [{"_sentence": i, "_start": 0, "_end": len(toks)} for i, toks in enumerate(sentences.tokens)]
-
-
 class WordTaggingBackend(Backend):
     family = WORD_VECTORS
 
@@ -111,32 +107,39 @@ class WordTaggingBackend(Backend):
         self.char_index = {c: i for i, c in enumerate(self.chars)}
 
     def restore(self, folder, tags, info):
-        for name in ("vocab.txt", "chars.txt"):
-            if not (folder / name).exists():
-                raise ModelFileError(f"{name} is missing", where=str(folder), hint="re-save or retrain the model")
-        self.vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
-        # characters may be anything, a newline included: stored one per line as code points
-        self.chars = ["<pad>", "<unk>"] + [chr(int(x)) for x in
-                                           (folder / "chars.txt").read_text(encoding="utf-8").split()[2:]]
+        import json
+
+        path = folder / "vocab.json"
+        if not path.exists():
+            raise ModelFileError("vocab.json is missing", where=str(folder), hint="re-save or retrain the model")
+        try:  # JSON, not one word per line: a tagger's words come from the user's files and may hold \r or \n
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            self.vocab, self.chars = list(saved["words"]), list(saved["chars"])
+        except (ValueError, KeyError, TypeError):
+            raise ModelFileError("vocab.json is not a TransferLab vocabulary", where=str(path)) from None
         self._index()
         self.info = dict(info)
         return WordTaggerNet(self.cfg, info["vocab_size"], info["emb_dim"], info["n_chars"], tags)
 
     def save_files(self, folder, module):
-        (folder / "vocab.txt").write_text("\n".join(self.vocab), encoding="utf-8")
-        (folder / "chars.txt").write_text(" ".join(["0", "1"] + [str(ord(c)) for c in self.chars[2:]]),
-                                          encoding="utf-8")
+        import json
+
+        (folder / "vocab.json").write_text(json.dumps({"words": self.vocab, "chars": self.chars}, ensure_ascii=True),
+                                           encoding="utf-8")
 
     def prepare(self, sentences):
-        unk, cunk = self.word_index[wordvec.UNK], 1
+        """One item per sentence; a sentence longer than max_length words is cut into consecutive chunks (each
+        word scored once, with the context of its own chunk)."""
+        unk, cunk, n = self.word_index[wordvec.UNK], 1, self.cfg.max_length
         items = []
-        for it, toks in zip(_whole(sentences), sentences.tokens):
-            toks = toks[: self.cfg.max_length] if toks else ["<empty>"]
-            it["_end"] = min(it["_end"], self.cfg.max_length)
-            it.update(word_ids=[self.word_index.get(t.lower(), unk) for t in toks],
-                      case_ids=[casing(t) for t in toks],
-                      char_ids=[[self.char_index.get(c, cunk) for c in t[:MAX_WORD_CHARS]] or [cunk] for t in toks])
-            items.append(it)
+        for s, toks in enumerate(sentences.tokens):
+            for k, a in enumerate(range(0, max(len(toks), 1), n)):
+                words = toks[a : a + n] or ["<empty>"]
+                items.append({"_sentence": s, "_start": a, "_end": min(a + n, len(toks)), "_window": k,
+                              "word_ids": [self.word_index.get(t.lower(), unk) for t in words],
+                              "case_ids": [casing(t) for t in words],
+                              "char_ids": [[self.char_index.get(c, cunk) for c in t[:MAX_WORD_CHARS]] or [cunk]
+                                           for t in words]})
         return items
 
     def collate(self, items):
@@ -245,7 +248,8 @@ class TransformerTaggingBackend(Backend):
         for s, pieces in enumerate(self._pieces(sentences)):
             n = len(sentences.tokens[s])
             windows = word_windows([len(p) for p in pieces], body, stride)
-            for a, b in windows:
+            own = None if len(windows) == 1 else owners(windows, n)
+            for k, (a, b) in enumerate(windows):
                 ids, starts = list(prefix), []
                 for p in pieces[a:b]:
                     starts.append(len(ids))
@@ -254,8 +258,7 @@ class TransformerTaggingBackend(Backend):
                 words = sentences.tokens[s][a:b] or ["."]
                 items.append({"input_ids": ids + list(suffix), "word_starts": starts, "_sentence": s,
                               "case_ids": [casing(w) for w in words][: len(starts)],
-                              "_start": a, "_end": min(b, n) if n else 0,
-                              "_owner": None if len(windows) == 1 else owners(windows, n)})
+                              "_start": a, "_end": min(b, n) if n else 0, "_window": k, "_owner": own})
         return items
 
     def collate(self, items):
@@ -357,18 +360,7 @@ def merge_windows(items: Sequence[dict], outputs: Sequence[np.ndarray], n_senten
             merged[s][a:b] = out[: b - a]
         else:
             k = np.arange(a, b)
-            mine = it["_owner"][a:b] == _window_number(items, it)
+            mine = it["_owner"][a:b] == it["_window"]
             merged[s][k[mine]] = out[: b - a][mine]
     return [m if m is not None else np.zeros((0, 1), np.float32) for m in merged]
 
-
-def _window_number(items, item) -> int:
-    """Which window of its sentence an item is (items of a sentence are consecutive, in order)."""
-    if "_window" not in item:
-        s = item["_sentence"]
-        count = 0
-        for it in items:
-            if it["_sentence"] == s:
-                it["_window"] = count
-                count += 1
-    return item["_window"]

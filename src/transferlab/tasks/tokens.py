@@ -68,7 +68,8 @@ class TokenClassification(Task):
                 for i, e in enumerate(chunk):
                     em[i, : len(e)] = torch.as_tensor(e)
                     mask[i, : max(len(e), 1)] = True  # the CRF wants the first position on; trimmed below
-                paths = crf.to("cpu").decode(em, mask) if len(chunk) else []
+                device = crf.start.device  # decode where the CRF lives; never move the model's own layer
+                paths = crf.decode(em.to(device), mask.to(device)) if len(chunk) else []
                 out += [[self.tags[j] for j in path[: len(e)]] for path, e in zip(paths, chunk)]
         return out
 
@@ -80,9 +81,11 @@ class TokenClassification(Task):
         keep = [i for i, e in enumerate(outputs) if len(e)]
         loss = 0.0
         if keep:
+            device = next(module.parameters()).device if module is not None else torch.device("cpu")
             with torch.no_grad():
-                loss = float(np.mean([float(self.loss(torch.as_tensor(outputs[i])[None], torch.as_tensor(ids[i])[None],
-                                                      module)) for i in keep]))
+                loss = float(np.mean([float(self.loss(torch.as_tensor(outputs[i])[None].to(device),
+                                                      torch.as_tensor(ids[i])[None].to(device), module))
+                                      for i in keep]))
         report = entity_report(list(targets.tags), self.decode(outputs, module))
         micro = report["micro"]
         return {"loss": loss, "f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..cli_common import err, escape, friendly, out
-from ..errors import ExitCode
+from ..errors import ExitCode, TransferLabError
 from .sources.base import DEFAULT_MAX_RECORD_BYTES
 
 vuln_app = typer.Typer(no_args_is_help=True, help="Dependency vulnerability early warning: ingest what projects "
@@ -161,7 +161,7 @@ def scan_cmd(
     since: Optional[str] = typer.Option(None, "--since", help="only records created or changed since this date "
                                         "(daily runs)"),
     fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 4 when there is an "
-                                         "early warning (for CI; 3 is a cascade folder that is altered or asks to "
+                                         "early warning or a record only probably disclosed by text (for CI; 3 is a cascade folder that is altered or asks to "
                                          "run code, 2 bad input, 1 a failure)"),
     disclosure_check: bool = typer.Option(True, "--disclosure-check/--no-disclosure-check", help="compare flagged "
                                           "records that name no CVE/GHSA id with their package's advisories, and "
@@ -200,14 +200,20 @@ def scan_cmd(
     if disclosure_check and advisories is not None:
         from .disclosure import DisclosureCheck
 
-        check = (DisclosureCheck.from_folder(pair_model, trust_remote_code=trust_remote_code) if pair_model
-                 else DisclosureCheck.default())
+        if pair_model:
+            check = DisclosureCheck.from_folder(pair_model, trust_remote_code=trust_remote_code)
+        else:
+            try:
+                check = DisclosureCheck.default()
+            except TransferLabError as exc:  # MiniLM not installed (offline): scan without this comparison
+                err.print(f"[yellow]warning:[/] no \"probably already disclosed\" check: {escape(str(exc))}",
+                          highlight=False, soft_wrap=True)
     result = scan([str(m) for m in manifest], store, model, mapper, advisories, _since(since), disclosure=check)
     for path in report:
         write(result, path)
         err.print(f"wrote {escape(str(path))}")
     _print_result(result)
-    if fail_on_warning and result.early_warnings:
+    if fail_on_warning and result.needs_attention:
         raise typer.Exit(ExitCode.EARLY_WARNING)
 
 

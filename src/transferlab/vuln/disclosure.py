@@ -43,7 +43,10 @@ class DisclosureCheck:
 
     @classmethod
     def default(cls) -> "DisclosureCheck":
+        from ..encoders.zoo import resolve
+
         settings = json.loads(DEFAULT.read_text(encoding="utf-8"))
+        resolve(settings["encoder"])  # fails here (ModelNotAvailableError), before any scoring, when it is missing
 
         def frozen_encoder():
             from ..models.pairs import PairScorer

@@ -260,6 +260,12 @@ RULES = [
      "shortDescription": {"text": "A flagged record about a dependency matches a published advisory"},
      "help": {"text": "Upgrade past the advisory's fixed version."},
      "defaultConfiguration": {"level": "note"}},
+    {"id": "TL003", "name": "ProbablyDisclosed",
+     "shortDescription": {"text": "A flagged record names no advisory, but its text is close to one that affects "
+                                  "this version"},
+     "help": {"text": "Check that the record is about that advisory (the match is by text, not by id); if not, "
+                      "treat it as an early warning."},
+     "defaultConfiguration": {"level": "warning"}},
 ]
 
 
@@ -283,13 +289,13 @@ def sarif(result: ScanResult) -> str:
     for dep in result.dependencies:
         for item in dep.items:
             rec = item.record
-            rule = "TL002" if item.advisory or item.probable else "TL001"
+            rule = "TL002" if item.advisory else "TL003" if item.probable else "TL001"
             text = (f"{dep.dependency.name} {dep.dependency.version or ''}: {item.status}: "
                     f"{rec.get('title') or rec['native_id']} ({rec.get('url') or rec['project']}; "
                     f"stage 1 {item.stage1:.2f}, stage 2 {item.stage2:.2f})")
             results.append({  # message.text, never message.markdown: viewers render the latter
-                "ruleId": rule, "ruleIndex": 0 if rule == "TL001" else 1,
-                "level": "note" if item.advisory or item.probable else "warning", "message": {"text": inert.sarif_text(text)},
+                "ruleId": rule, "ruleIndex": ["TL001", "TL002", "TL003"].index(rule),
+                "level": "note" if item.advisory else "warning", "message": {"text": inert.sarif_text(text)},
                 "locations": [_location(dep)],
                 "partialFingerprints": {"recordIdentity/v1": f"{rec['source']}:{rec['native_id']}"},
                 "properties": {"url": rec.get("url"), "stage1": item.stage1, "stage2": item.stage2,

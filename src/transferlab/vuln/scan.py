@@ -96,6 +96,11 @@ class ScanResult:
                 + (f" ({self.probably_disclosed} of them probably, by text)" if self.probably_disclosed else ""))
 
     @property
+    def needs_attention(self) -> int:
+        """What --fail-on-warning counts: early warnings and text-only matches (a fuzzy match never silences CI)."""
+        return self.early_warnings + self.probably_disclosed
+
+    @property
     def probably_disclosed(self) -> int:
         return sum(1 for d in self.dependencies for i in d.items if i.probable and not i.advisory)
 
@@ -179,7 +184,9 @@ def scan(manifests: list[str | Path], store: Store, cascade: Cascade, mapper: Re
                         row.get("verdict"))
             if adv is None and advisories and disclosure is not None and not names_an_id(row):
                 dep = result.dependency
-                found = disclosure.best(row, advisories.for_package(dep.ecosystem, dep.name))
+                # an advisory whose fixed versions exclude the installed one cannot be what this record reports
+                candidates = [a for a in advisories.for_package(dep.ecosystem, dep.name) if a.affects(dep) is not False]
+                found = disclosure.best(row, candidates)
                 item.probable = (found[0].id, round(found[1], 4)) if found else None
             result.items.append(item)
         result.items.sort(key=lambda i: (-i.rank_score, i.record["id"]))
