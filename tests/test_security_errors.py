@@ -250,7 +250,9 @@ def _scan(monkeypatch, tmp_path, cascade_error=None, warnings=1, extra=()):
             raise cascade_error
         return None
 
-    result = types.SimpleNamespace(early_warnings=warnings, dependencies=[], problems=[], summary=lambda: "s")
+    # a stand-in ScanResult: the fields the scan command reads (needs_attention: early warnings + text-only matches)
+    result = types.SimpleNamespace(early_warnings=warnings, needs_attention=warnings, dependencies=[], problems=[],
+                                   summary=lambda: "s")
     monkeypatch.setattr(vcli, "_cascade", cascade)
     monkeypatch.setattr(vscan, "scan", lambda *a, **k: result)
     (tmp_path / "requirements.txt").write_text("django==3.2\n")

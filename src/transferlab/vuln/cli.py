@@ -161,9 +161,9 @@ def scan_cmd(
     since: Optional[str] = typer.Option(None, "--since", help="only records created or changed since this date "
                                         "(daily runs)"),
     fail_on_warning: bool = typer.Option(False, "--fail-on-warning", help="exit with status 4 when there is an "
-                                         "early warning or a record only probably disclosed by text (for CI; 3 is a cascade folder that is altered or asks to "
+                                         "early warning or a text-only disclosure match (for CI; 3 is a cascade folder that is altered or asks to "
                                          "run code, 2 bad input, 1 a failure)"),
-    disclosure_check: bool = typer.Option(True, "--disclosure-check/--no-disclosure-check", help="compare flagged "
+    disclosure_check: bool = typer.Option(True, "--text-match/--no-text-match", help="compare flagged "
                                           "records that name no CVE/GHSA id with their package's advisories, and "
                                           "call a close match \"probably already disclosed\" (needs --osv or "
                                           "--osv-api)"),
