@@ -15,8 +15,9 @@ from .cli_common import err, escape, friendly, out
 from .errors import DataError, ExitCode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="TransferLab: transfer learning for text classification (word vectors, frozen sentence "
-                       "encoders, fine-tuned transformers), and `vuln`, the dependency early-warning application.",
+                  help="TransferLab: transfer learning for text classification and named-entity recognition (word "
+                       "vectors, frozen sentence encoders, fine-tuned transformers), sentence-pair benchmarks, and "
+                       "`vuln`, the dependency early-warning application.",
                   epilog="Exit status: 0 success; 1 a source or benchmark row stopped partway (rerun to continue); "
                          "2 bad input or usage; 3 a model or cascade folder that is incomplete, altered or asks to "
                          "run code; 4 `vuln scan --fail-on-warning` found an early warning.")
