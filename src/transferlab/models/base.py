@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from .. import __version__
 from ..config import ModelConfig, TrainConfig, split_kwargs
 from ..encoders.zoo import TRUST_HINT, sha256_file
-from ..errors import ModelFileError
+from ..errors import ConfigError, ModelFileError
 
 FORMAT = "transferlab-model"
 # 1: text classifiers only (no "task" key).  2: "task" and "estimator" keys; token taggers.
@@ -67,6 +67,11 @@ class Estimator(BaseEstimator):
         self.model_config_, self.train_config_ = mcfg, tcfg
         return mcfg, tcfg
 
+    def _check_fitted(self) -> None:
+        if getattr(self, "module_", None) is None:
+            name = type(self).__name__
+            raise ConfigError(f"this {name} is not fitted yet", hint=f"call fit() or {name}.load()")
+
     @property
     def model_config(self) -> ModelConfig:
         """The resolved configuration once fitted or loaded; before that, the parameters as a config."""
@@ -75,6 +80,19 @@ class Estimator(BaseEstimator):
     @property
     def train_config(self) -> TrainConfig:
         return getattr(self, "train_config_", None) or self._fresh_configs()[1]
+
+
+def saved_encoder(config: dict, mcfg: ModelConfig):
+    """The encoder a saved folder uses.  A frozen encoder is not inside the folder: it is resolved again and must be
+    the same weights (a contrastively tuned one is inside, checked by its own SHA-256)."""
+    from ..encoders.zoo import Resolved, check_same_encoder, resolve
+
+    saved = Resolved(**config["encoder"])
+    if mcfg.family != "frozen-features" or mcfg.strategy == "contrastive":
+        return saved
+    current = resolve(mcfg.encoder)
+    check_same_encoder(saved, current)
+    return current
 
 
 def environment() -> dict:

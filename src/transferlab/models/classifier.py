@@ -20,13 +20,13 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data.records import Examples
-from ..encoders.zoo import check_same_encoder, resolve
+from ..encoders.zoo import resolve
 from ..errors import ConfigError, DataError
 from ..tasks.classification import SequenceClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
 from .backends import make_backend
-from .base import Estimator, read_folder, write_folder
+from .base import Estimator, read_folder, saved_encoder, write_folder
 
 
 def as_examples(X, y=None) -> Examples:
@@ -296,10 +296,6 @@ class TextClassifier(Estimator):
                                 self.device_)
         return self.task_.validation_metrics(logits, targets)
 
-    def _check_fitted(self) -> None:
-        if getattr(self, "module_", None) is None:
-            raise ConfigError("this TextClassifier is not fitted yet", hint="call fit() or TextClassifier.load()")
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
@@ -331,15 +327,7 @@ class TextClassifier(Estimator):
         clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})
         clf.decision_ = config.get("decision") or {}
         clf.device_ = pick_device(device)
-        from ..encoders.zoo import Resolved
-
-        saved = Resolved(**config["encoder"])
-        # A frozen encoder is not inside the folder: resolve it again and insist it is the same weights.
-        # (A contrastively tuned encoder is inside the folder, checked by its own SHA-256.)
-        reresolve = mcfg.family == "frozen-features" and mcfg.strategy != "contrastive"
-        clf.resolved_ = resolve(mcfg.encoder) if reresolve else saved
-        if reresolve:
-            check_same_encoder(saved, clf.resolved_)
+        clf.resolved_ = saved_encoder(config, mcfg)
         clf.backend_ = make_backend(mcfg, clf.resolved_, clf.device_)
         clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)

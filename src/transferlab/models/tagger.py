@@ -16,12 +16,12 @@ import numpy as np
 
 from ..config import TOKENS
 from ..data.tagged import TaggedSentences, spans_from_tags, tokenize_with_offsets
-from ..encoders.zoo import check_same_encoder, resolve
+from ..encoders.zoo import resolve
 from ..errors import ConfigError, DataError
 from ..tasks.tokens import TokenClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, pick_device, run_batches
-from .base import Estimator, read_folder, write_folder
+from .base import Estimator, read_folder, saved_encoder, write_folder
 from .tagging import make_tagging_backend, merge_windows
 
 
@@ -163,10 +163,6 @@ class TokenTagger(Estimator):
 
         return float(entity_report(list(sents.tags), self.predict(sents))["micro"]["f1"])
 
-    def _check_fitted(self) -> None:
-        if getattr(self, "module_", None) is None:
-            raise ConfigError("this TokenTagger is not fitted yet", hint="call fit() or TokenTagger.load()")
-
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
         folder = Path(path)
@@ -183,8 +179,6 @@ class TokenTagger(Estimator):
     def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False) -> "TokenTagger":
         from safetensors.torch import load_file
 
-        from ..encoders.zoo import Resolved
-
         folder = Path(path)
         config, weights = read_folder(folder, task=cls.task_name, trust_remote_code=trust_remote_code)
         tagger = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
@@ -194,12 +188,7 @@ class TokenTagger(Estimator):
         tagger.task_ = TokenClassification(tagger.tags_)
         tagger.history_, tagger.fit_info_ = config.get("history", []), config.get("fit", {})
         tagger.device_ = pick_device(device)
-        saved = Resolved(**config["encoder"])
-        if mcfg.family == "frozen-features":  # the frozen encoder is not in the folder: insist on the same weights
-            tagger.resolved_ = resolve(mcfg.encoder)
-            check_same_encoder(saved, tagger.resolved_)
-        else:
-            tagger.resolved_ = saved
+        tagger.resolved_ = saved_encoder(config, mcfg)
         tagger.backend_ = make_tagging_backend(mcfg, tagger.resolved_, tagger.device_)
         tagger.module_ = tagger.backend_.restore(folder, tagger.tags_, config.get("backend", {}))
         tagger.module_.load_state_dict(load_file(str(weights)), strict=True)

@@ -286,10 +286,7 @@ class FrozenTaggingBackend(TransformerTaggingBackend):
 
     def restore(self, folder, tags, info):
         from ..encoders.transformer import load_pretrained
-        from ..encoders.zoo import refuse_folder_code
 
-        if self.resolved.local:
-            refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
         self.tokenizer, self.backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code)
         self.backbone.to(self.device).eval()
         self.info = dict(info)
