@@ -289,6 +289,10 @@ def test_threshold_and_calibration_are_fitted_saved_and_used(tmp_path):
     probe = val.texts + ["", "overflow " * 1000]
     assert loaded.predict(probe) == clf.predict(probe)
     np.testing.assert_allclose(loaded.predict_proba(probe), clf.predict_proba(probe), atol=1e-6)
+    # decision_function gives the raw logits: the calibrated probabilities are their tempered softmax
+    z = loaded.decision_function(probe) / d["calibration"]["temperature"]
+    soft = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), loaded.predict_proba(probe), atol=1e-5)
     # the stored threshold is what predict uses, not the argmax
     p = loaded.predict_proba(val.texts)[:, loaded.labels_.index("security")]
     t = d["threshold"]["threshold"]

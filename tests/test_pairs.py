@@ -62,3 +62,45 @@ def test_a_pair_file_with_one_side_empty_is_named_or_skipped(tmp_path):
         read_examples(str(f), text_col="a", pair_col="b", label_col="label")
     ex, report = read_examples(str(f), text_col="a", pair_col="b", label_col="label", skip_bad_rows=True)
     assert len(ex) == 1 and len(report.skipped) == 1 and "line 3" in report.skipped[0][0]
+
+
+class _SaturatedClassifier:
+    """A pair classifier so sure of every match that P(match) rounds to 1.0 in float32 (logit margins 20..40)."""
+
+    labels_ = ["0", "1"]
+    margins = {"fix a": 40.0, "fix b": 20.0, "fix c": 30.0}
+
+    def decision_function(self, pairs):
+        return np.array([[0.0, self.margins[b.strip()]] for _, b in pairs], np.float32)
+
+    def predict_proba(self, pairs):
+        z = self.decision_function(pairs)
+        e = np.exp(z - z.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _saturated_scorer():
+    scorer = PairScorer("minilm", epochs=1)
+    scorer._resolve_configs()
+    scorer.classifier_ = _SaturatedClassifier()
+    return scorer
+
+
+def test_cross_scores_rank_by_logit_margin_where_probabilities_tie():
+    scorer = _saturated_scorer()
+    candidates = ["fix a", "fix b", "fix c"]
+    assert (scorer.predict_proba([("q", c) for c in candidates]) == 1.0).all()  # ties: useless for ranking
+    scores = scorer.rank(["q"], candidates)[0]
+    assert list(np.argsort(-scores)) == [0, 2, 1]
+    np.testing.assert_allclose(scores, [40.0, 20.0, 30.0])
+
+
+def test_disclosure_compares_the_best_pair_on_the_threshold_scale():
+    from transferlab.vuln.advisories import Advisory
+    from transferlab.vuln.disclosure import DisclosureCheck
+
+    advisories = [Advisory(id=f"GHSA-{c}", aliases=[], summary="", packages=[], references=[], details=c)
+                  for c in ("fix b", "fix a")]
+    check = DisclosureCheck(_saturated_scorer(), threshold=0.9, source="test")
+    adv, score = check.best({"title": "q", "body": ""}, advisories)
+    assert adv.id == "GHSA-fix a" and score == pytest.approx(1.0)  # a probability, not the margin 40

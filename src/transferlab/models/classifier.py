@@ -127,10 +127,18 @@ class TextClassifier(Estimator):
         ex = as_examples(X)
         if len(ex) == 0:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        items = self.backend_.prepare(ex)
-        logits = predict_logits(self.module_, self.backend_, items, self.train_config.eval_batch_size or 64,
-                                self.device_, show_progress=show_progress)
-        return self._proba(logits)
+        return self._proba(self.decision_function(ex, show_progress=show_progress))
+
+    def decision_function(self, X, *, show_progress: bool = False) -> np.ndarray:
+        """Raw scores (n_texts, n_labels): the logits before softmax/sigmoid and before any calibration.  Use them
+        to rank: probabilities saturate at 1.0 in float32 (a logit margin of ~17 already does) and an isotonic
+        calibration is piecewise constant, so both tie where the logits still order the texts."""
+        self._check_fitted()
+        ex = as_examples(X)
+        if len(ex) == 0:
+            return np.zeros((0, len(self.labels_)), dtype=np.float32)
+        return predict_logits(self.module_, self.backend_, self.backend_.prepare(ex),
+                              self.train_config.eval_batch_size or 64, self.device_, show_progress=show_progress)
 
     def predict(self, X) -> list:
         return self.decode(self.predict_proba(X))

@@ -150,17 +150,35 @@ class PairScorer(Estimator):
         proba = self.classifier_.predict_proba(pairs)
         return proba[:, self.classifier_.labels_.index("1")]
 
+    def decision_function(self, X) -> np.ndarray:
+        """Ranking score of each pair: cosine for the bi-encoder, the logit margin log P(match) - log P(no match)
+        (before calibration) for cross and word-vector scorers.  It orders pairs as P(match) does but never ties
+        where the probability saturates at 1.0 or an isotonic calibration is flat."""
+        pairs = _pairs(X)
+        if not pairs:
+            return np.zeros(0, np.float32)
+        if self.kind == "bi":
+            return self.predict_proba(pairs)
+        z = np.asarray(self.classifier_.decision_function(pairs), dtype=np.float64)
+        labels = self.classifier_.labels_
+        pos = labels.index("1")
+        if getattr(self.classifier_, "multilabel_", False) or z.shape[1] == 1:
+            return z[:, pos]
+        return z[:, pos] - z[:, labels.index("0")]
+
     def predict(self, X) -> np.ndarray:
         if self.threshold_ is None:
             raise ConfigError("no threshold chosen yet", hint="call choose_threshold(validation pairs, labels)")
         return self.predict_proba(X) >= self.threshold_
 
     def rank(self, queries: Sequence[str], candidates: Sequence[str], *, batch_pairs: int = 4096) -> np.ndarray:
-        """Scores (n_queries, n_candidates).  The bi-encoder embeds each text once; the others score every pair."""
+        """Scores (n_queries, n_candidates), higher ranks first (``decision_function``: cosine, or the cross and
+        word-vector scorers' logit margin, which does not tie where P(match) saturates).  The bi-encoder embeds each
+        text once; the others score every pair."""
         if self.kind == "bi":
             return self._embed(list(queries)) @ self._embed(list(candidates)).T
         flat = [(q, c) for q in queries for c in candidates]
-        scores = np.concatenate([self.predict_proba(flat[i : i + batch_pairs])
+        scores = np.concatenate([self.decision_function(flat[i : i + batch_pairs])
                                  for i in range(0, len(flat), batch_pairs)] or [np.zeros(0)])
         return scores.reshape(len(queries), len(candidates))
 

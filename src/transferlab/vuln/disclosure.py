@@ -72,6 +72,9 @@ class DisclosureCheck:
             return None
         if callable(self.scorer):
             self.scorer = self.scorer()
-        scores = self.scorer.rank([record_text(record)], [advisory_text(a) for a in advisories])[0]
-        j = int(scores.argmax())
-        return (advisories[j], float(scores[j])) if scores[j] >= self.threshold else None
+        text = record_text(record)
+        j = int(self.scorer.rank([text], [advisory_text(a) for a in advisories])[0].argmax())
+        # rank() orders by the scorer's raw score (a logit margin for a cross-encoder); the threshold was chosen on
+        # predict_proba's scale, so the best pair is scored on that scale before the comparison.
+        score = float(self.scorer.predict_proba([(text, advisory_text(advisories[j]))])[0])
+        return (advisories[j], score) if score >= self.threshold else None
