@@ -278,3 +278,19 @@ def test_merge_adds_and_replaces_rows_by_name(tmp_path):
     write_outputs(other, tmp_path / "other")
     bad = _invoke("bench", "imdb-seed", "--out", tmp_path / "cpu", "--merge", tmp_path / "other")
     assert bad.exit_code != 0 and "cannot merge" in bad.stderr
+
+
+def test_earlier_results_are_kept_only_for_the_same_data_and_setting(tmp_path):
+    from transferlab.bench.measure import earlier_results
+
+    now = {"data": "d", "setting": "full", "rows": []}
+    assert earlier_results(tmp_path, now, ("data", "setting")) == []  # nothing there yet
+    (tmp_path / "results.json").write_text(json.dumps({"data": "d", "setting": "full", "rows": [{"name": "a"}],
+                                                       "runs": [{"k": 8}]}))
+    assert earlier_results(tmp_path, now, ("data", "setting")) == [{"name": "a"}]
+    assert earlier_results(tmp_path, now, ("data",), "runs") == [{"k": 8}]
+    assert earlier_results(tmp_path, {**now, "setting": "reduced"}, ("data", "setting")) == []
+    (tmp_path / "results.json").write_text("{half a file")
+    assert earlier_results(tmp_path, now, ("data", "setting")) == []
+    (tmp_path / "results.json").write_text("[1, 2]")  # valid JSON, not a results file
+    assert earlier_results(tmp_path, now, ("data", "setting")) == []

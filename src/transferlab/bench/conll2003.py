@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..data.tagged import TaggedSentences, read_conll
 from ..errors import DataError
-from .measure import PeakMemory, Stopwatch
+from .measure import PeakMemory, Stopwatch, earlier_results
 
 PUBLISHED = [{"name": "BERT-base, cased (Devlin et al. 2019)", "f1": 92.4},
              {"name": "Flair embeddings + BiLSTM-CRF (Akbik et al. 2018)", "f1": 93.09},
@@ -162,7 +162,7 @@ def run(data: str | Path, out: str | Path, *, rows: list[str] | None = None, dev
                "reduced": {"max_train": max_train, "max_test": max_test, "epochs": epochs},
                "n": {k: len(v) for k, v in parts.items()}, "hardware": env["hardware"], "versions": env["versions"],
                "published": PUBLISHED, "targets": TARGETS, "rows": []}
-    merged = {r["name"]: r for r in _earlier(out, results)}
+    merged = {r["name"]: r for r in earlier_results(out, results, ("data", "n", "setting", "reduced"))}
     for i, name in enumerate(rows, 1):
         announce(f"[{i}/{len(rows)}] {name} ({ROWS[name]['title']})")
         try:
@@ -186,16 +186,6 @@ def _device_name(device: str) -> str:
     import torch
 
     return torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else "cpu"
-
-
-def _earlier(out: Path, results: dict) -> list[dict]:
-    """Rows of an earlier run into the same folder on the same data and setting (the rest of the table)."""
-    try:
-        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    same = all(earlier.get(k) == results[k] for k in ("data", "n", "setting", "reduced"))
-    return earlier.get("rows", []) if same else []
 
 
 def _chosen(rows: dict, name: str) -> dict | None:

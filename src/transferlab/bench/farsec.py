@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.records import Examples
 from ..errors import DataError
+from .measure import earlier_results
 
 PUBLISHED = [
     {"name": "FARSEC (Peters et al. 2018), best: logistic regression after its filter", "pd": 55.0, "pf": 10.4,
@@ -200,7 +201,8 @@ def run(path: str | Path, out: Path, *, families: list[str] | None = None, seed:
                      "test_security": sum(lab == POSITIVE for lab in data.test.labels)},
                "hardware": env["hardware"], "versions": env["versions"], "published": PUBLISHED,
                "target_g_measure": TARGET_G, "rows": []}
-    kept = _earlier_rows(out, results, families)
+    kept = [r for r in earlier_results(out, results, ("data", "n", "validation_fraction", "setting"))
+            if r.get("name") not in families]
     if kept:
         announce(f"keeping {len(kept)} earlier famil{'y' if len(kept) == 1 else 'ies'} from {out / 'results.json'} "
                  f"(same data and split): {', '.join(r['name'] for r in kept)}")
@@ -219,20 +221,6 @@ def run(path: str | Path, out: Path, *, families: list[str] | None = None, seed:
     results["rows"] = _in_family_order(kept + results["rows"])
     write(results, out, data)
     return results
-
-
-def _earlier_rows(out: Path, results: dict, families: list[str]) -> list[dict]:
-    """Rows of other families from an earlier run into the same folder on the same data and split, so the families
-    can run in parts (a CPU evening each); a run on other data starts the table afresh."""
-    path = out / "results.json"
-    if not path.is_file():
-        return []
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    same = all(earlier.get(k) == results[k] for k in ("data", "n", "validation_fraction", "setting"))
-    return [r for r in earlier.get("rows", []) if r.get("name") not in families] if same else []
 
 
 def _in_family_order(rows: list[dict]) -> list[dict]:

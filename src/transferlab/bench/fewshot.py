@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data.records import Examples
 from ..errors import DataError
+from .measure import earlier_results
 
 
 def draw(train: Examples, k: int, seed: int) -> Examples:
@@ -103,7 +104,7 @@ def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes
     results = {"benchmark": "few-shot", "data": source, "encoder": encoder, "max_length": max_length,
                "n_train_pool": len(train), "n_test": len(test), "seeds": seeds,
                "hardware": env["hardware"], "versions": env["versions"], "runs": []}
-    earlier = _earlier_runs(out, results)
+    earlier = earlier_results(out, results, ("data", "encoder", "max_length", "n_train_pool", "n_test"), "runs")
     if earlier:
         announce(f"keeping {len(earlier)} earlier run(s) from {out / 'results.json'} (same data, encoder and test rows)")
     done = {(r["method"], r["per_class"], r["seed"]) for r in earlier}
@@ -130,16 +131,6 @@ def run(parts: dict[str, Examples], out: Path, *, encoder: str = "minilm", sizes
     results["target"] = verdict(results, target_size)
     write(results, out)
     return results
-
-
-def _earlier_runs(out: Path, results: dict) -> list[dict]:
-    path = out / "results.json"
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return []
-    same = all(earlier.get(k) == results[k] for k in ("data", "encoder", "max_length", "n_train_pool", "n_test"))
-    return list(earlier.get("runs", [])) if same else []
 
 
 def summary(results: dict) -> list[dict]:

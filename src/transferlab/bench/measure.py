@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import torch
@@ -55,3 +56,18 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def earlier_results(out: Path, results: dict, same: tuple[str, ...], field: str = "rows") -> list[dict]:
+    """The ``field`` list (rows, runs) of an earlier ``results.json`` in ``out`` when it was measured on the same
+    data and setting (every key in ``same`` equal), so a benchmark can run in parts (a CPU evening each) and keep the
+    rest of its table; a run on other data or settings starts afresh, as does an unreadable file."""
+    import json
+
+    try:
+        earlier = json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(earlier, dict) or not all(earlier.get(k) == results.get(k) for k in same):
+        return []
+    return list(earlier.get(field) or [])

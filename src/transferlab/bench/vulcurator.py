@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError
-from .measure import PeakMemory, Stopwatch
+from .measure import PeakMemory, Stopwatch, earlier_results
 
 PUBLISHED = [{"name": "VFCFinder (Dunlap et al. 2024), recall@5, other data", "value": "96.6%"},
              {"name": "SAP Prospector (Ponta et al.), top-10, other data", "value": "84%"}]
@@ -101,7 +101,7 @@ def run(data: str | Path, out: str | Path, *, rows: list[str] | None = None, dev
                "protocol": "split by CVE 60/20/20; each test CVE ranks all candidate commit messages (trailers "
                            "removed); trained rows see training CVEs' pairs only",
                "hardware": env["hardware"], "versions": env["versions"], "published": PUBLISHED, "rows": []}
-    merged = {r["name"]: r for r in _earlier(out, results)}
+    merged = {r["name"]: r for r in earlier_results(out, results, ("data", "n", "seed"))}
     test_scores: dict[str, np.ndarray] = {}
     for i, name in enumerate(rows, 1):
         announce(f"[{i}/{len(rows)}] {name} ({ROWS[name]['title']})")
@@ -166,15 +166,6 @@ def _write_threshold(out: Path, chosen: dict, row: dict, results: dict) -> None:
            "validation": v, "command": "transferlab bench vulcurator --out benchmarks/vulcurator --rows minilm-frozen",
            "seed": results["seed"]}
     (out / "disclosure_threshold.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-
-
-def _earlier(out: Path, results: dict) -> list[dict]:
-    try:
-        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    same = all(earlier.get(k) == results[k] for k in ("data", "n", "seed"))
-    return earlier.get("rows", []) if same else []
 
 
 def write(results: dict, out: Path) -> None:
