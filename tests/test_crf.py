@@ -200,3 +200,24 @@ def test_constraints_survive_state_dict_round_trip():
     fresh.load_state_dict(crf.state_dict())
     assert torch.equal(fresh.transition_penalty, crf.transition_penalty)
     assert (fresh.start_penalty < 0).sum() == 2
+
+
+@pytest.mark.parametrize("with_crf", [True, False], ids=["crf", "cross-entropy"])
+def test_validation_losses_in_padded_chunks_equal_one_sentence_at_a_time(with_crf):
+    import numpy as np
+    from torch import nn
+
+    from transferlab.tasks.tokens import TokenClassification
+
+    task = TokenClassification(IOB2_TAGS)
+    module = nn.Module()
+    module.crf = CRF(len(IOB2_TAGS), allowed=iob2_allowed(IOB2_TAGS)) if with_crf else None
+    module.proj = nn.Linear(2, 2)  # something with parameters, so the task finds the device
+    rng = np.random.default_rng(0)
+    lengths = [1, 7, 3, 12, 5]
+    outputs = [rng.normal(size=(n, len(IOB2_TAGS))).astype(np.float32) for n in lengths]
+    ids = [np.array([0] + [1, 2] * ((n - 1) // 2) + [0] * ((n - 1) % 2)) for n in lengths]
+    with torch.no_grad():
+        one_by_one = [float(task.loss(torch.as_tensor(o)[None], torch.as_tensor(t)[None], module))
+                      for o, t in zip(outputs, ids)]
+    np.testing.assert_allclose(task.sentence_losses(outputs, ids, module, chunk=2), one_by_one, rtol=1e-5)

@@ -73,19 +73,36 @@ class TokenClassification(Task):
                 out += [[self.tags[j] for j in path[: len(e)]] for path, e in zip(paths, chunk)]
         return out
 
+    def sentence_losses(self, outputs: Sequence[np.ndarray], ids: Sequence[np.ndarray],
+                        module: nn.Module | None = None, chunk: int = 256) -> np.ndarray:
+        """The loss of each (non-empty) sentence alone, as ``loss`` gives it for a batch of one (CRF negative
+        log-likelihood, or the mean cross-entropy over its words), computed on padded chunks of sentences."""
+        crf = getattr(module, "crf", None)
+        device = next(module.parameters()).device if module is not None else torch.device("cpu")
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(outputs), chunk):
+                em = [torch.as_tensor(e, dtype=torch.float32) for e in outputs[start : start + chunk]]
+                tg = [torch.as_tensor(t, dtype=torch.long) for t in ids[start : start + chunk]]
+                em = nn.utils.rnn.pad_sequence(em, batch_first=True).to(device)
+                tg = nn.utils.rnn.pad_sequence(tg, batch_first=True, padding_value=-100).to(device)
+                mask = tg >= 0
+                if crf is not None:
+                    losses = crf.nll(em, tg.clamp(min=0), mask, reduction="none")
+                else:
+                    ce = nn.functional.cross_entropy(em.transpose(1, 2), tg, ignore_index=-100, reduction="none")
+                    losses = ce.sum(1) / mask.sum(1).clamp(min=1)
+                out.append(losses.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
     def validation_metrics(self, outputs: Sequence[np.ndarray], targets, module: nn.Module | None = None) -> dict:
         """``outputs``: per-sentence scores; ``targets``: the gold TaggedSentences."""
         from ..evaluation.tagging import entity_report
 
         ids = self.targets(targets, strict=False)
         keep = [i for i, e in enumerate(outputs) if len(e)]
-        loss = 0.0
-        if keep:
-            device = next(module.parameters()).device if module is not None else torch.device("cpu")
-            with torch.no_grad():
-                loss = float(np.mean([float(self.loss(torch.as_tensor(outputs[i])[None].to(device),
-                                                      torch.as_tensor(ids[i])[None].to(device), module))
-                                      for i in keep]))
+        loss = float(self.sentence_losses([outputs[i] for i in keep], [ids[i] for i in keep], module).mean()) \
+            if keep else 0.0
         report = entity_report(list(targets.tags), self.decode(outputs, module))
         micro = report["micro"]
         return {"loss": loss, "f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"],
