@@ -21,6 +21,12 @@ def test_verdicts_pick_the_variant_by_validation_not_test():
     assert "`minilm-finetune` vs `hf-trainer-minilm`: +1.40 F1" in lines
     assert "`glove-bilstm-crf` ≥ 86.0: **met** (86.50" in lines and "`mpnet-finetune` ≥ 91.0: not run" in lines
     assert "what the uncased MiniLM loses" in lines and "-1.00 F1" in lines
+    # a third variant, better on validation, takes the target; what context adds is reported beside casing
+    results["rows"].append(row("minilm-finetune-context", 88.2, 0.93))
+    lines = "\n".join(conll2003.verdicts(results))
+    assert "`minilm-finetune` ≥ 88.0: **met** (88.20, row `minilm-finetune-context`" in lines
+    assert "`minilm-finetune-case` vs `hf-trainer-minilm`: +0.40 F1\n" in lines + "\n"
+    assert "what document context adds to MiniLM (both with casing): +3.20 F1" in lines
 
 
 @pytest.mark.slow

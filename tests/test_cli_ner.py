@@ -74,3 +74,22 @@ def test_classification_options_are_refused_for_ner(tmp_path):
     assert res.exit_code == 2 and "--max-train, --threshold" in res.output
     res = runner.invoke(app, ["train", "--data", str(data), "--metric", "accuracy", "--out", str(tmp_path / "m")])
     assert res.exit_code == 2 and "token_accuracy" in res.output
+
+
+def test_ner_options_are_refused_for_classification(tmp_path):
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\ngood film,pos\nbad film,neg\n", encoding="utf-8")
+    res = runner.invoke(app, ["train", "--data", str(data), "--crf", "--context", "16", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--crf, --context apply only to named-entity recognition" in res.output
+    assert not (tmp_path / "m").exists()  # refused before anything is read or written
+
+
+def test_predict_spans_never_reads_one_text_as_context_of_another(monkeypatch):
+    from transferlab.models.tagger import TokenTagger
+
+    seen = []
+    tagger = TokenTagger("minilm", context=8)
+    monkeypatch.setattr(tagger, "predict", lambda X, show_progress=False: seen.append(X) or
+                        [["O"] * len(t) for t in X.tokens])
+    tagger.predict_spans(["Anna lives here", "in Rome"])
+    assert seen[0].documents == [0, 1]

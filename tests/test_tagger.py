@@ -33,8 +33,8 @@ FAMILIES = {
     "glove-bilstm": dict(encoder="glove-50d", epochs=2, char_cnn=False),
     "minilm-finetuned-case": dict(encoder="minilm", epochs=1, batch_size=8, max_length=16, stride=4,
                                   case_features=True),
-    "minilm-frozen-linear-crf-case": dict(encoder="minilm", strategy="frozen", crf=True, epochs=3, max_length=16,
-                                         case_features=True),
+    "minilm-frozen-linear-crf-case-context": dict(encoder="minilm", strategy="frozen", crf=True, epochs=3,
+                                                 max_length=24, case_features=True, context=4),
 }
 
 
@@ -96,6 +96,50 @@ def test_transformer_windows_give_the_same_tags_as_one_window_where_context_suff
     windowed = tagger.predict(short)
     assert len(windowed[0]) == 18
     assert np.mean([a == b for a, b in zip(whole[0], windowed[0])]) >= 0.8
+
+
+def test_document_context_reads_whole_words_of_the_same_document_only():
+    from transferlab.models.tagging import document_context
+
+    pieces = [[[1], [2, 3]], [[4], [5]], [[6, 7], [8]], [[9]]]  # 4 sentences: words as subword ids
+    assert document_context(pieces, None, 1, 3, 100) == ([1, 2, 3], [6, 7, 8])
+    assert document_context(pieces, None, 1, 2, 100) == ([2, 3], [6, 7])  # a word is never cut
+    assert document_context(pieces, [0, 0, 1, 1], 1, 3, 100) == ([1, 2, 3], [])  # next document: not read
+    assert document_context(pieces, None, 0, 10, 100) == ([], [4, 5, 6, 7, 8, 9])  # crosses several sentences
+    assert document_context(pieces, None, 2, 10, 4) == ([4, 5], [9])  # the room left in the window caps both
+
+
+def test_context_is_read_but_only_the_sentence_is_labelled():
+    from transferlab.config import TOKENS, ModelConfig
+    from transferlab.encoders.transformer import load_pretrained
+    from transferlab.encoders.zoo import resolve
+    from transferlab.models.tagging import make_tagging_backend
+
+    cfg = ModelConfig("minilm", context=6, max_length=32).resolve_defaults(TOKENS)
+    backend = make_tagging_backend(cfg, resolve("minilm"), "cpu")
+    backend.tokenizer, _ = load_pretrained(backend.resolved)
+    doc = TaggedSentences([["Paris", "is", "big"], ["Anna", "lives", "there"], ["Rome", "too"], ["Oslo"]],
+                          documents=[0, 0, 0, 1])
+    items = backend.prepare(doc)
+    plain = make_tagging_backend(ModelConfig("minilm", max_length=32).resolve_defaults(TOKENS), backend.resolved,
+                                 "cpu")
+    plain.tokenizer = backend.tokenizer
+    alone = plain.prepare(doc)
+    tok = backend.tokenizer
+    middle = items[1]
+    text = tok.decode(middle["input_ids"], skip_special_tokens=True)
+    assert text.startswith("paris is big") and text.endswith("rome too")  # neighbours read
+    assert [middle["input_ids"][i] for i in middle["word_starts"]] == \
+        [alone[1]["input_ids"][i] for i in alone[1]["word_starts"]]  # the same three words are labelled
+    assert middle["word_starts"][0] > alone[1]["word_starts"][0]
+    assert "oslo" not in tok.decode(items[2]["input_ids"])  # another document
+    assert items[3]["input_ids"] == alone[3]["input_ids"]  # alone in its document: nothing added
+    with pytest.raises(Exception, match="under half of max_length"):
+        ModelConfig("minilm", context=16, max_length=32).resolve_defaults(TOKENS)
+    with pytest.raises(Exception, match="token tagging with a transformer"):
+        ModelConfig("glove-50d", context=4).resolve_defaults(TOKENS)
+    with pytest.raises(Exception, match="token tagging with a transformer"):
+        ModelConfig("minilm", context=4).resolve_defaults()
 
 
 def test_bad_sentences_from_python_are_named():

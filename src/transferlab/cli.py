@@ -141,6 +141,8 @@ def train(
     case_features: bool = typer.Option(False, "--case-features", help="ner, transformers: add each word's casing "
                                        "(Initial, ALL CAPS, lower, digits...) to its state: what an uncased encoder "
                                        "cannot see"),
+    context: int = typer.Option(0, help="ner, transformers: subword tokens of the neighbouring sentences of the same "
+                                "document read on each side as context, never labelled (FLERT); 0 = none"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
     """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
@@ -156,17 +158,26 @@ def train(
             ("--loss", loss != "ce"), ("--label-smoothing", label_smoothing), ("--head-solver", head_solver),
             ("--pooling", pooling != "mean"), ("--truncation", truncation != "head")) if used]
         if unused:
-            raise DataError(f"{', '.join(unused)} do(es) not apply to named-entity recognition",
+            raise DataError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to named-entity "
+                            "recognition",
                             hint="NER takes --validation-data and --test-data files; drop the classification options")
         _train_ner(data, validation_data, test_data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows,
                    out_dir=out_dir, params=dict(
                        encoder=encoder, head=head, strategy=strategy, max_length=max_length, epochs=epochs,
                        batch_size=batch_size, lr=lr, grad_accum=grad_accum, patience=patience or None, seed=seed,
                        device=device, precision=precision, trust_remote_code=trust_remote_code, crf=crf,
-                       stride=stride, case_features=case_features,
+                       stride=stride, case_features=case_features, context=context,
                        **({} if metric == "macro_f1" else {"metric": metric})))
         return
 
+    ner_only = [flag for flag, used in (
+        ("--validation-data", validation_data), ("--test-data", test_data), ("--crf", crf),
+        ("--scheme", scheme != "auto"), ("--repair-tags", repair_tags), ("--stride", stride is not None),
+        ("--case-features", case_features), ("--context", context)) if used]
+    if ner_only:
+        raise DataError(f"{', '.join(ner_only)} {'applies' if len(ner_only) == 1 else 'apply'} only to named-entity "
+                        "recognition",
+                        hint="give --task ner (or a CoNLL file), or drop them")
     spec = _data_spec(data, text_col, label_col, pair_col, label_sep, split, max_train, max_validation,
                       skip_bad_rows)
     parts, report = load_parts(spec, seed=seed)

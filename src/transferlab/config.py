@@ -53,6 +53,10 @@ class ModelConfig:
     # token tagging with a transformer: append a learned casing embedding of each word (lower, Initial, ALL, mixed,
     # digits...) to its state; gives an uncased encoder (MiniLM, MPNet here) back the capitalisation it never sees
     case_features: bool = False
+    # token tagging with a transformer: up to this many subword tokens of the neighbouring sentences of the same
+    # document on each side, as context that is read but never labelled (document-level features, FLERT:
+    # Schweter & Akbik 2020); 0 = each sentence alone
+    context: int = 0
     trust_remote_code: bool = False
 
     @property
@@ -83,6 +87,14 @@ class ModelConfig:
         if self.stride is not None and not 0 <= self.stride < self.max_length // 2:
             raise ConfigError(f"stride {self.stride} must be at least 0 and under half of max_length "
                               f"({self.max_length})", hint="e.g. --stride 32 with --max-length 128")
+        if self.context:
+            if task != TOKENS or fam == WORD_VECTORS:
+                raise ConfigError("document context applies to token tagging with a transformer encoder",
+                                  hint="drop --context, or train a transformer tagger (--task ner)")
+            if self.context < 0 or 2 * self.context >= self.max_length:
+                raise ConfigError(f"context {self.context} must be at least 0 and under half of max_length "
+                                  f"({self.max_length}): the sentence itself needs room",
+                                  hint="e.g. --context 32 with --max-length 128")
         self.head_solver = self.head_solver or ("lbfgs" if self.strategy == "contrastive" else "adamw")
         if self.head_solver not in ("adamw", "lbfgs"):
             raise ConfigError(f"head solver {self.head_solver!r} is unknown", hint="adamw or lbfgs")

@@ -27,8 +27,10 @@ PUBLISHED = [{"name": "BERT-base, cased (Devlin et al. 2019)", "f1": 92.4},
              {"name": "Flair embeddings + BiLSTM-CRF (Akbik et al. 2018)", "f1": 93.09},
              {"name": "BiLSTM-CNN-CRF, GloVe 100d (Ma & Hovy 2016)", "f1": 91.21}]
 TARGETS = {"minilm-finetune": 88.0, "glove-bilstm-crf": 86.0, "mpnet-finetune": 91.0}
-# the casing rows measure what an uncased encoder loses (and take the target when they are the better variant)
-CASED_VARIANT = {"minilm-finetune": "minilm-finetune-case", "mpnet-finetune": "mpnet-finetune-case"}
+# variants of a fine-tuned row: the casing rows measure what an uncased encoder loses, the context rows what the
+# neighbouring sentences of the document add (FLERT); the variant with the best validation F1 takes the target
+VARIANTS = {"minilm-finetune": ("minilm-finetune-case", "minilm-finetune-context"),
+            "mpnet-finetune": ("mpnet-finetune-case", "mpnet-finetune-context")}
 MARGIN_OVER_PEER = 0.5  # every transformer row at least this many F1 points above the HF Trainer on its encoder
 
 ROWS: dict[str, dict] = {
@@ -46,6 +48,10 @@ ROWS: dict[str, dict] = {
     "minilm-finetune-case": {"kind": "ours", "title": "MiniLM fine-tuned + casing feature, first subword + CRF",
                              "params": dict(encoder="minilm", crf=True, case_features=True, epochs=3, batch_size=16,
                                             lr=5e-5)},
+    "minilm-finetune-context": {"kind": "ours", "title": "MiniLM fine-tuned + casing + 32 subwords of document "
+                                                       "context each side, first subword + CRF",
+                                "params": dict(encoder="minilm", crf=True, case_features=True, context=32,
+                                               epochs=3, batch_size=16, lr=5e-5)},
     "hf-trainer-minilm": {"kind": "hf-trainer", "title": "HF Trainer token-classification recipe, MiniLM",
                           "params": dict(encoder="minilm", epochs=3, batch_size=16, lr=5e-5), "peer_of": "minilm"},
     "mpnet-finetune": {"kind": "ours", "title": "MPNet-base fine-tuned, first subword + CRF (GPU row)",
@@ -53,6 +59,10 @@ ROWS: dict[str, dict] = {
     "mpnet-finetune-case": {"kind": "ours", "title": "MPNet-base fine-tuned + casing feature, first subword + CRF",
                             "params": dict(encoder="mpnet", crf=True, case_features=True, epochs=3, batch_size=16,
                                            lr=5e-5)},
+    "mpnet-finetune-context": {"kind": "ours", "title": "MPNet-base fine-tuned + casing + 32 subwords of document "
+                                                      "context each side, first subword + CRF",
+                               "params": dict(encoder="mpnet", crf=True, case_features=True, context=32, epochs=3,
+                                              batch_size=16, lr=5e-5)},
     "hf-trainer-mpnet": {"kind": "hf-trainer", "title": "HF Trainer token-classification recipe, MPNet",
                          "params": dict(encoder="mpnet", epochs=3, batch_size=16, lr=5e-5), "peer_of": "mpnet"},
     "spacy-sm": {"kind": "spacy", "title": "spaCy en_core_web_sm 3.8 (OntoNotes labels mapped; not trained on CoNLL)",
@@ -189,9 +199,9 @@ def _device_name(device: str) -> str:
 
 
 def _chosen(rows: dict, name: str) -> dict | None:
-    """The row that stands for ``name``: it, or its casing variant when that did better on validation (never
-    chosen by a test figure)."""
-    candidates = [rows[n] for n in (name, CASED_VARIANT.get(name)) if n in rows]
+    """The row that stands for ``name``: it, or one of its variants (casing, document context) when that did
+    better on validation (never chosen by a test figure)."""
+    candidates = [rows[n] for n in (name, *VARIANTS.get(name, ())) if n in rows]
     if not candidates:
         return None
     return max(candidates, key=lambda r: (r.get("best") or {}).get("val_f1", -1))
@@ -214,13 +224,18 @@ def verdicts(results: dict) -> list[str]:
             gap = ours["f1"] - peer["f1"]
             lines.append(f"- `{ours['name']}` vs `{name}`: {gap:+.2f} F1 "
                          f"(**{'met' if gap >= MARGIN_OVER_PEER else 'not met'}**, needs +{MARGIN_OVER_PEER})")
-        for variant in (f"{row['peer_of']}-finetune", CASED_VARIANT.get(f"{row['peer_of']}-finetune")):
+        base = f"{row['peer_of']}-finetune"
+        for variant in (base, *VARIANTS.get(base, ())):
             if variant in rows and peer and variant != (ours or {}).get("name"):
                 lines.append(f"- `{variant}` vs `{name}`: {rows[variant]['f1'] - peer['f1']:+.2f} F1")
-    plain, cased = rows.get("minilm-finetune"), rows.get("minilm-finetune-case")
-    if plain and cased:
-        lines.append(f"- what the uncased MiniLM loses, measured as the gain from giving it each word's casing: "
-                     f"{cased['f1'] - plain['f1']:+.2f} F1")
+    for enc, shown in (("minilm", "MiniLM"), ("mpnet", "MPNet")):
+        plain, cased, context = (rows.get(f"{enc}-finetune{v}") for v in ("", "-case", "-context"))
+        if plain and cased:
+            lines.append(f"- what the uncased {shown} loses, measured as the gain from giving it each word's casing: "
+                         f"{cased['f1'] - plain['f1']:+.2f} F1")
+        if cased and context:
+            lines.append(f"- what document context adds to {shown} (both with casing): "
+                         f"{context['f1'] - cased['f1']:+.2f} F1")
     return lines
 
 

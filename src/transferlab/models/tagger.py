@@ -134,7 +134,8 @@ class TokenTagger(Estimator):
         return merge_windows(items, outputs, len(sentences), [len(t) for t in sentences.tokens])
 
     def predict(self, X, *, show_progress: bool = False) -> list[list[str]]:
-        """IOB2 tags for each sentence (a list of words)."""
+        """IOB2 tags for each sentence (a list of words).  A model trained with ``context`` reads neighbouring
+        sentences: a plain list is one document in order; give TaggedSentences with ``documents`` to separate them."""
         self._check_fitted()
         sents = as_sentences(X)
         if not len(sents):
@@ -146,7 +147,9 @@ class TokenTagger(Estimator):
         if isinstance(texts, str):
             raise ConfigError("texts must be a list of strings", hint="wrap one text as [text]")
         words = [tokenize_with_offsets(t) for t in texts]
-        tags = self.predict([[w for w, _, _ in ws] for ws in words], show_progress=show_progress)
+        # each text is its own document: a model trained with --context never reads one text as context of another
+        tags = self.predict(TaggedSentences([[w for w, _, _ in ws] for ws in words], documents=list(range(len(texts)))),
+                            show_progress=show_progress)
         return [spans_from_tags(tg, [(a, b) for _, a, b in ws], text) for tg, ws, text in zip(tags, words, texts)]
 
     def evaluate(self, sentences: TaggedSentences, *, show_progress: bool = False) -> dict:

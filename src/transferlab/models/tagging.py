@@ -193,6 +193,38 @@ def owners(windows: Sequence[tuple[int, int]], n_words: int) -> np.ndarray:
     return best
 
 
+def document_context(pieces: Sequence[list[list[int]]], documents: Sequence[int] | None, s: int, size: int,
+                     room: int) -> tuple[list[int], list[int]]:
+    """Subword ids of the words before and after sentence ``s`` in its document (whole words, nearest first, up to
+    ``size`` on each side and ``room`` in all), read as context and never labelled (FLERT, Schweter & Akbik 2020).
+    Without ``documents`` (no -DOCSTART- lines, JSONL) the file is one document, in file order."""
+    def same(j: int) -> bool:
+        return 0 <= j < len(pieces) and (documents is None or documents[j] == documents[s])
+
+    budget_left = min(size, room // 2)
+    left: list[list[int]] = []
+    j, used = s - 1, 0
+    while same(j) and used < budget_left:
+        for word in reversed(pieces[j]):
+            if used + len(word) > budget_left:
+                used = budget_left
+                break
+            left.append(word)
+            used += len(word)
+        j -= 1
+    budget_right = min(size, room - sum(len(word) for word in left))
+    right: list[int] = []
+    j = s + 1
+    while same(j) and len(right) < budget_right:
+        for word in pieces[j]:
+            if len(right) + len(word) > budget_right:
+                budget_right = len(right)
+                break
+            right += word
+        j += 1
+    return [i for word in reversed(left) for i in word], right
+
+
 class TransformerTaggingBackend(Backend):
     family = TRANSFORMER
 
@@ -245,7 +277,12 @@ class TransformerTaggingBackend(Backend):
         body = self.cfg.max_length - len(prefix) - len(suffix)
         stride = self.cfg.stride if self.cfg.stride is not None else self.cfg.max_length // 4
         items = []
-        for s, pieces in enumerate(self._pieces(sentences)):
+        all_pieces = self._pieces(sentences)
+        # a text given with character spans is its own document; tokenised sentences without -DOCSTART- lines are
+        # one document in the order given (as Flair reads a corpus)
+        documents = sentences.documents if sentences.documents is not None else (
+            list(range(len(sentences))) if sentences.texts is not None else None)
+        for s, pieces in enumerate(all_pieces):
             n = len(sentences.tokens[s])
             windows = word_windows([len(p) for p in pieces], body, stride)
             own = None if len(windows) == 1 else owners(windows, n)
@@ -255,6 +292,11 @@ class TransformerTaggingBackend(Backend):
                     starts.append(len(ids))
                     ids += p[: max(1, body - (len(ids) - len(prefix)))]
                     ids = ids[: len(prefix) + body]
+                if self.cfg.context and len(windows) == 1:
+                    left, right = document_context(all_pieces, documents, s,
+                                                   self.cfg.context, body - (len(ids) - len(prefix)))
+                    starts = [i + len(left) for i in starts]
+                    ids = list(prefix) + left + ids[len(prefix):] + right
                 words = sentences.tokens[s][a:b] or ["."]
                 items.append({"input_ids": ids + list(suffix), "word_starts": starts, "_sentence": s,
                               "case_ids": [casing(w) for w in words][: len(starts)],
