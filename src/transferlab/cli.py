@@ -606,8 +606,10 @@ def label_add(
                          "learns them as new classes"), highlight=False)
 
 
+from .adaptation.cli import adapt_app  # noqa: E402
 from .vuln.cli import vuln_app  # noqa: E402
 
+app.add_typer(adapt_app, name="adapt")
 app.add_typer(vuln_app, name="vuln")
 
 

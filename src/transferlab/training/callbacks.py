@@ -44,11 +44,15 @@ class CurvesPlot(Callback):
 
 
 class EarlyStopping(Callback):
-    """Keep the best weights by a validation metric; stop after ``patience`` epochs without gain."""
+    """Keep the best weights by a validation metric; stop after ``patience`` epochs without gain.  ``mode="min"``
+    for a metric where lower is better (a loss, a perplexity)."""
 
-    def __init__(self, metric: str, patience: int | None):
+    def __init__(self, metric: str, patience: int | None, mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.key = metric if metric.startswith("val_") else f"val_{metric}"
         self.patience = patience
+        self.sign = 1.0 if mode == "max" else -1.0
         self.best = -math.inf
         self.best_epoch = None
         self.best_state = None
@@ -58,8 +62,8 @@ class EarlyStopping(Callback):
         value = record.get(self.key)
         if value is None:
             return
-        if value > self.best:
-            self.best, self.best_epoch, self.bad_epochs = value, record["epoch"], 0
+        if self.sign * value > self.best:
+            self.best, self.best_epoch, self.bad_epochs = self.sign * value, record["epoch"], 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.unwrapped.state_dict().items()}
             record["best"] = True
         else:
@@ -70,5 +74,5 @@ class EarlyStopping(Callback):
     def on_train_end(self, trainer):
         if self.best_state is not None:
             trainer.unwrapped.load_state_dict(self.best_state)
-            trainer.best = {"epoch": self.best_epoch, self.key: self.best}
+            trainer.best = {"epoch": self.best_epoch, self.key: self.sign * self.best}
             self.best_state = None
