@@ -175,6 +175,6 @@ def test_early_stopping_keeps_the_lowest_loss_in_min_mode():
         stop.on_epoch_end(loop, {"epoch": epoch, "val_loss": loss})
     assert loop.should_stop  # two epochs without a lower loss
     stop.on_train_end(loop)
-    assert loop.best == {"epoch": 2, "val_loss": 2.0} and float(loop.unwrapped.weight) == 2.0
+    assert loop.best == {"epoch": 2, "val_loss": 2.0} and float(loop.unwrapped.weight.detach()) == 2.0
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping("loss", 1, mode="lowest")
