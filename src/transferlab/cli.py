@@ -606,10 +606,11 @@ def label_add(
                          "learns them as new classes"), highlight=False)
 
 
-from .adaptation.cli import adapt_app  # noqa: E402
+from .adaptation.cli import adapt_app, distill_cmd  # noqa: E402
 from .vuln.cli import vuln_app  # noqa: E402
 
 app.add_typer(adapt_app, name="adapt")
+app.command("distill")(friendly(distill_cmd))
 app.add_typer(vuln_app, name="vuln")
 
 

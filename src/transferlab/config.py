@@ -133,6 +133,10 @@ class TrainConfig:
     class_weight: str | dict | None = None
     label_smoothing: float = 0.0
     sampler: str | None = None
+    # distillation (fit(..., teacher=...); tasks/distill.py): the teacher's softening temperature and the soft
+    # term's weight beside the hard labels
+    kd_temperature: float = 2.0
+    kd_alpha: float = 0.5
     # decisions and scores, fitted on validation data after training (evaluation/decision.py)
     calibration: str | None = None
     threshold: str | float | None = None

@@ -114,3 +114,85 @@ def mlm_cmd(
     err.print(escape(f"adapted {encoder} on {record['data']['n_texts']} text(s) ({record['data']['n_windows']} "
                      f"window(s)) in {record['seconds']:.0f}s{change}; MLM head: {record['base']['head']}; saved to "
                      f"{out_dir} (use it as --encoder {out_dir})"), highlight=False, soft_wrap=True)
+
+
+def distill_cmd(
+    teacher: List[Path] = typer.Option(..., "--teacher", help="a model folder from `transferlab train` (any family); "
+                                       "repeat for an ensemble (softened probabilities averaged)"),
+    student_encoder: str = typer.Option("glove-50d", "--student-encoder", help="the student's encoder (any family)"),
+    student_head: Optional[str] = typer.Option(None, "--student-head", help="the student's head (cnn, bigru, dan, "
+                                               "logreg, linear...; default the family's)"),
+    student_strategy: Optional[str] = typer.Option(None, "--student-strategy", help="trainable|frozen (word vectors),"
+                                                   " finetune|frozen|gradual|lora (transformers)"),
+    data: str = typer.Option(..., "--data", help="labelled data (CSV/TSV/JSONL or a dataset), split as in `train`"),
+    text_col: str = typer.Option("text", "--text-col"), label_col: str = typer.Option("label", "--label-col"),
+    pair_col: Optional[str] = typer.Option(None, "--pair-col"),
+    split: str = typer.Option("stratified", help="as in `train`: seed | stratified | column:NAME | time:NAME..."),
+    max_train: Optional[int] = typer.Option(None, help="subsample the labelled training part to N rows"),
+    unlabelled: Optional[List[str]] = typer.Option(None, "--unlabelled", help="more text without labels for the "
+                                                   "teacher to label (CSV/TSV/JSONL); repeatable; any text that is "
+                                                   "also validation or test text is left out and counted"),
+    unlabelled_text_col: Optional[str] = typer.Option(None, "--unlabelled-text-col", help="its text column "
+                                                      "(default --text-col)"),
+    temperature: float = typer.Option(2.0, help="softening temperature of the teacher's probabilities"),
+    alpha: float = typer.Option(0.5, help="weight of the teacher's soft targets beside the hard labels (0..1)"),
+    epochs: Optional[int] = typer.Option(None), lr: Optional[float] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None), max_length: Optional[int] = typer.Option(None),
+    patience: Optional[int] = typer.Option(3, help="early stopping on validation; 0 = none"),
+    seed: int = typer.Option(13), device: str = typer.Option("auto"),
+    evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate the student and each teacher "
+                                       "on the test part (report.json, teachers.json)"),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="let the teacher folders run code "
+                                           "shipped with them (only folders you trust)"),
+    out_dir: Path = typer.Option(..., "--out", help="run directory for the student: model, metrics, curves"),
+):
+    """Train a student model from one or more teachers' softened probabilities plus the labels (distillation)."""
+    import json
+
+    from ..cli import _data_spec, _evaluate_and_write, _report_reading
+    from ..data.loading import load_parts
+    from ..data.readers import read_examples
+    from ..models.classifier import TextClassifier
+
+    teachers = [TextClassifier.load(t, device=device, trust_remote_code=trust_remote_code) for t in teacher]
+    spec = _data_spec(data, text_col, label_col, pair_col, None, split, max_train, None, skip_bad_rows)
+    parts, report = load_parts(spec, seed=seed)
+    _report_reading(report)
+    extra_texts: list[str] = []
+    for path in unlabelled or []:
+        ex, rep = read_examples(path, text_col=unlabelled_text_col or text_col, label_col=None,
+                                skip_bad_rows=skip_bad_rows)
+        _report_reading(rep)
+        extra_texts += ex.texts
+    test_texts = set(parts["test"].texts)
+    kept = [t for t in extra_texts if t not in test_texts]
+    if len(kept) < len(extra_texts):
+        err.print(escape(f"{len(extra_texts) - len(kept)} unlabelled text(s) are also test texts: left out"),
+                  highlight=False)
+    student = TextClassifier(encoder=student_encoder, head=student_head, strategy=student_strategy,
+                             max_length=max_length, epochs=epochs, lr=lr, batch_size=batch_size,
+                             patience=patience or None, seed=seed, device=device, kd_temperature=temperature,
+                             kd_alpha=alpha)
+    validation = parts["validation"] if len(parts["validation"]) else None
+    err.print(f"data: train {len(parts['train'])}, validation {len(parts['validation'])}, test {len(parts['test'])}, "
+              f"unlabelled {len(kept)}; teachers: {len(teachers)}")
+    student.fit(parts["train"], validation=validation, out_dir=out_dir, teacher=teachers, unlabelled=kept or None,
+                data_info={"data": spec.to_dict(), "teachers": [str(t) for t in teacher],
+                           "unlabelled_sources": list(unlabelled or []),
+                           "unlabelled_left_out_as_test": len(extra_texts) - len(kept)})
+    info = student.fit_info_["distillation"]
+    err.print(escape(f"student trained in {student.fit_info_['train_seconds']:.1f}s on {len(parts['train'])} "
+                     f"labelled + {info['n_unlabelled']} unlabelled text(s) (T={temperature}, alpha={alpha}); "
+                     f"saved to {out_dir}"), highlight=False)
+    if evaluate_test and len(parts["test"]):
+        mine = _evaluate_and_write(student, parts["test"], out_dir / "report.json")
+        theirs = {str(path): _evaluate_and_write(t, parts["test"], out_dir / "teachers" / f"{i}.json")
+                  for i, (path, t) in enumerate(zip(teacher, teachers))}
+        summary = {"student": {"accuracy": mine["accuracy"], "docs_per_second": mine["docs_per_second"]},
+                   "teachers": {k: {"accuracy": v["accuracy"], "docs_per_second": v["docs_per_second"]}
+                                for k, v in theirs.items()}}
+        (out_dir / "teachers.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        for name, r in [("student", summary["student"]), *summary["teachers"].items()]:
+            err.print(escape(f"{name}: test accuracy {r['accuracy']:.4f}, {r['docs_per_second']} docs/s"),
+                      highlight=False)

@@ -53,9 +53,14 @@ class TextClassifier(Estimator):
     decision_: dict = {}
 
     def fit(self, X, y=None, *, validation=None, out_dir: str | Path | None = None,
-            data_info: dict | None = None, save_model: bool = True) -> "TextClassifier":
+            data_info: dict | None = None, save_model: bool = True, teacher=None, unlabelled=None) -> "TextClassifier":
         """Train; with ``out_dir``, write metrics.jsonl and curves.png there, and the model unless ``save_model``
-        is false (the benchmark keeps only the record)."""
+        is false (the benchmark keeps only the record).
+
+        With ``teacher`` (a fitted TextClassifier of any family, or a list of them: their softened probabilities
+        are averaged) the model is trained as a student (knowledge distillation, tasks/distill.py; temperature and
+        weight are ``kd_temperature``/``kd_alpha``), on the labelled data and on ``unlabelled`` texts (the teacher
+        labels them; any that is also a validation text is dropped and counted)."""
         train = as_examples(X, y)
         if train.labels is None:
             raise DataError("training data has no labels", where=train.source, hint="name the label column")
@@ -78,9 +83,19 @@ class TextClassifier(Estimator):
         self.resolved_ = resolve(mcfg.encoder)
         self.backend_ = make_backend(mcfg, self.resolved_, self.device_)
         started = time.perf_counter()
-        self.module_ = self.backend_.build(train, val, len(self.labels_), tcfg.seed)
+        student = self._student_data(teacher, unlabelled, train, val, mcfg, tcfg) if teacher is not None else None
+        self.module_ = self.backend_.build(student["build"] if student else train, val, len(self.labels_), tcfg.seed)
         self.task_ = SequenceClassification(self.labels_, self.multilabel_)
         train_items, train_y = self.backend_.prepare(train), self.task_.targets(train)
+        loop_items, loop_y = train_items, train_y
+        if student is not None:
+            from ..tasks.distill import Distillation
+
+            self.task_ = Distillation(self.labels_, temperature=tcfg.kd_temperature, alpha=tcfg.kd_alpha)
+            loop_items = train_items + self.backend_.prepare(student["unlabelled"]) if len(student["unlabelled"]) \
+                else train_items
+            hard = np.concatenate([train_y, np.full(len(student["unlabelled"]), -100, np.int64)])
+            loop_y = self.task_.soft_targets(hard, student["soft"])
         val_items = self.backend_.prepare(val) if val is not None and len(val) else None
         val_y = self.task_.targets(val, strict=False) if val_items else None
         from ..training.imbalance import ImbalanceLoss, check_label_counts, class_weights, sample_weights
@@ -92,6 +107,12 @@ class TextClassifier(Estimator):
         self.task_.criterion = ImbalanceLoss(multilabel=self.multilabel_, weight=weight, kind=tcfg.loss,
                                              gamma=tcfg.focal_gamma, label_smoothing=tcfg.label_smoothing)
         draw = sample_weights(train_y, tcfg.sampler, multilabel=self.multilabel_)
+        if student is not None and (draw is not None or tcfg.loss != "ce" or weight is not None):
+            raise ConfigError("a student learns from its teacher with plain cross-entropy on the hard labels",
+                              hint="drop --sampler, --loss and --class-weight when distilling")
+        if student is not None and mcfg.head_solver == "lbfgs":
+            raise ConfigError("the L-BFGS head fits hard labels in closed form: it cannot learn from a teacher",
+                              hint="use --head-solver adamw for a frozen-encoder student")
         if mcfg.head_solver == "lbfgs":
             best = self._fit_lbfgs_head(mcfg, tcfg, train_items, train_y, weight, val_items, val_y, out_dir)
         else:
@@ -101,7 +122,7 @@ class TextClassifier(Estimator):
                 callbacks += [MetricsFile(out / "metrics.jsonl"), CurvesPlot(out / "curves.png")]
             trainer = Trainer(self.module_, self.backend_, self.task_, tcfg, evaluate=self._validation_metrics,
                               callbacks=callbacks, device=self.device_, draw=draw)
-            self.history_ = trainer.fit(train_items, train_y, val_items, val_y)
+            self.history_ = trainer.fit(loop_items, loop_y, val_items, val_y)
             self.module_, best = trainer.module, trainer.best
         self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
         from ..data.splits import fingerprint
@@ -116,8 +137,11 @@ class TextClassifier(Estimator):
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
             "class_weights": None if weight is None else dict(zip(self.labels_, map(float, weight))),
             "warnings": notes,
+            **({"distillation": student["info"]} if student is not None else {}),
             **(data_info or {}),
         }
+        if student is not None:  # trained: from here on it is a classifier like any other
+            self.task_ = SequenceClassification(self.labels_, self.multilabel_)
         if out_dir is not None and save_model:
             self.save(out_dir)
         return self
@@ -292,6 +316,40 @@ class TextClassifier(Estimator):
                             hint=f"the model knows {self.labels_}; relabel or drop those rows, or retrain")
 
     # ------------------------------------------------------------------ internals
+    def _student_data(self, teacher, unlabelled, train: Examples, val: Examples | None, mcfg, tcfg) -> dict:
+        """What a student trains on: the teacher's softened probabilities for the training texts and for the
+        unlabelled ones (never a validation text: those are dropped and counted)."""
+        from ..tasks.distill import teacher_probabilities
+
+        if self.multilabel_:
+            raise ConfigError("distillation here is for single-label students")
+        if mcfg.strategy == "contrastive":
+            raise ConfigError("a contrastive student tunes its encoder on label pairs before any teacher could help",
+                              hint="use --strategy frozen or finetune for the student")
+        unl = as_examples([] if unlabelled is None else unlabelled)
+        if len(unl) and unl.is_pair != train.is_pair:
+            raise DataError("unlabelled data must be pairs exactly when the training data is",
+                            where=unl.source)
+        held_out = set(zip(val.texts, val.pairs or [None] * len(val))) if val is not None else set()
+        keep = [i for i in range(len(unl)) if (unl.texts[i], (unl.pairs or [None] * len(unl))[i]) not in held_out
+                and unl.texts[i].strip()]
+        dropped = len(unl) - len(keep)
+        unl = Examples([unl.texts[i] for i in keep], None, pairs=None if unl.pairs is None else
+                       [unl.pairs[i] for i in keep], source=unl.source)
+        teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+        # the texts the student's vocabulary is built from and the teacher scores; the unlabelled part's label
+        # slot holds a placeholder that nothing reads (the loss sees -100 there, see below)
+        both = Examples.concat(train, Examples(unl.texts, [self.labels_[0]] * len(unl), pairs=unl.pairs,
+                                               source=unl.source)) if len(unl) else train
+        soft = teacher_probabilities(teachers, both, self.labels_, tcfg.kd_temperature)
+        info = {"teachers": [f"{t.model_config.encoder} ({t.model_config.family})" for t in teachers],
+                "temperature": tcfg.kd_temperature, "alpha": tcfg.kd_alpha, "n_unlabelled": len(unl),
+                "n_unlabelled_dropped": dropped}
+        if dropped:
+            warnings.warn(f"{dropped} unlabelled text(s) were empty or also validation texts and were left out",
+                          stacklevel=3)
+        return {"soft": soft, "unlabelled": unl, "build": both, "info": info}
+
     @staticmethod
     def _carve_validation(train: Examples, frac: float, seed: int) -> tuple[Examples, Examples]:
         from ..data.splits import split_examples
