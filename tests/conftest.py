@@ -26,6 +26,16 @@ def imdb_path() -> Path:
     return IMDB
 
 
+def write_csv(path: Path, rows, header=("text", "label")) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
 def sentiment_data(n: int = 40):
     """A tiny, learnable sentiment set: the label is carried by obvious words."""
     good = ["a wonderful moving film", "great acting and a superb story", "i loved it , brilliant",

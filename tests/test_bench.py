@@ -15,7 +15,7 @@ from transferlab.bench.runner import RunOptions
 from transferlab.cli import app
 from transferlab.errors import ConfigError
 
-from conftest import sentiment_data
+from conftest import sentiment_data, write_csv
 
 runner = CliRunner()
 
@@ -223,11 +223,7 @@ def test_bench_imdb_seed_quick_two_cheap_rows(imdb_path, tmp_path):
 @pytest.mark.slow
 def test_user_recipe_folder_on_own_data_records_a_failing_row(tmp_path):
     texts, labels = sentiment_data(120)
-    data = tmp_path / "reviews.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["body", "verdict"])
-        w.writerows(zip(texts, labels))
+    data = write_csv(tmp_path / "reviews.csv", zip(texts, labels), header=("body", "verdict"))
     folder = tmp_path / "recipes"
     folder.mkdir()
     (folder / "suite.toml").write_text('name = "mine"\n[data]\npath = "nowhere.csv"\ntext_col = "text"\n'

