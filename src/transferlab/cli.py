@@ -143,6 +143,8 @@ def train(
                                        "cannot see"),
     context: int = typer.Option(0, help="ner, transformers: subword tokens of the neighbouring sentences of the same "
                                 "document read on each side as context, never labelled (FLERT); 0 = none"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="sequential transfer: start the encoder from "
+                                             "an earlier run's (any task, same encoder, fine-tuned), head replaced"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
     """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
@@ -167,6 +169,7 @@ def train(
                        batch_size=batch_size, lr=lr, grad_accum=grad_accum, patience=patience or None, seed=seed,
                        device=device, precision=precision, trust_remote_code=trust_remote_code, crf=crf,
                        stride=stride, case_features=case_features, context=context,
+                       init_from=str(init_from) if init_from else None,
                        **({} if metric == "macro_f1" else {"metric": metric})))
         return
 
@@ -200,13 +203,18 @@ def train(
                          contrastive_epochs=contrastive_epochs, head_solver=head_solver, head_c=head_c,
                          loss=loss, focal_gamma=focal_gamma,
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
-                         calibration=calibration, threshold=threshold, positive=positive)
+                         calibration=calibration, threshold=threshold, positive=positive,
+                         init_from=str(init_from) if init_from else None)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
     if extra_info is not None:
         data_info["extra_train"] = {"store": str(extra_train), **extra_info}
     clf.fit(parts["train"], validation=validation, out_dir=out_dir, data_info=data_info)
     best = clf.fit_info_.get("best", {})
+    carried = clf.fit_info_.get("init_from")
+    if carried:
+        err.print(escape(f"encoder started from {carried['from']} ({carried['task']} model, {carried['tensors']} "
+                         "tensor(s) carried over; head new)"), highlight=False)
     err.print(f"trained in {clf.fit_info_['train_seconds']:.1f}s; best epoch {best.get('epoch')}; saved to {out_dir}")
     _print_decision(clf)
     if evaluate_test and len(parts["test"]):

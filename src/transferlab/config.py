@@ -57,6 +57,8 @@ class ModelConfig:
     # document on each side, as context that is read but never labelled (document-level features, FLERT:
     # Schweter & Akbik 2020); 0 = each sentence alone
     context: int = 0
+    # sequential transfer: start the encoder from an earlier model's (a folder from `train`), head replaced
+    init_from: str | None = None
     trust_remote_code: bool = False
 
     @property

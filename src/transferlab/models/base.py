@@ -173,3 +173,72 @@ def saved_task(folder: Path) -> str:
         return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("task", "classification")
     except (OSError, ValueError, AttributeError):
         return "classification"  # TextClassifier.load then reports what is wrong with the folder
+
+
+def transfer_encoder(module: torch.nn.Module, backend, source: str | Path, *,
+                     trust_remote_code: bool = False) -> dict:
+    """Sequential transfer (``init_from``): start ``module``'s encoder from the one an earlier model trained on an
+    intermediate task (any task: a classifier, a tagger, a pair scorer), its head replaced by this model's new one.
+
+    Transformers: every ``backbone.*`` tensor (the fine-tuned encoder; the earlier model must have fine-tuned the
+    same base encoder, checked by its weights' hashes).  Word vectors (text classifiers): the embedding rows of the
+    words both vocabularies hold, and the sequence encoder (CNN, BiGRU...) when its shapes match.  A frozen encoder
+    carries nothing over: it never changed."""
+    from safetensors.torch import load_file
+
+    from ..config import FROZEN_FEATURES, TRANSFORMER, WORD_VECTORS
+    from ..encoders.zoo import Resolved, check_same_encoder
+    from .backends import read_json
+
+    folder = Path(source)
+    peek = read_json(folder / "config.json", "this is not a saved TransferLab model",
+                     hint="--init-from takes a folder written by `transferlab train`")
+    config, weights = read_folder(folder, task=peek.get("task", "classification"), trust_remote_code=trust_remote_code)
+    family = backend.family
+    if family == FROZEN_FEATURES or config.get("family") == FROZEN_FEATURES:
+        raise ConfigError("a frozen encoder never changes, so there is nothing to carry over from it",
+                          where=str(folder), hint="init-from needs an earlier model that fine-tuned its encoder "
+                                                  "(--strategy finetune), and a new one that fine-tunes too")
+    if config.get("family") != family:
+        raise ConfigError(f"the earlier model is a {config.get('family')} model, this one a {family} model",
+                          where=str(folder), hint="start from a model of the same family and encoder")
+    if getattr(backend.cfg, "strategy", None) == "lora":
+        raise ConfigError("init-from starts the full encoder; LoRA would train adapters beside it",
+                          hint="use --strategy finetune or gradual with --init-from")
+    saved_resolved = Resolved(**config["encoder"])
+    if family == TRANSFORMER:
+        check_same_encoder(saved_resolved, backend.resolved)
+    state, own = load_file(str(weights)), module.state_dict()
+    copied: dict[str, torch.Tensor] = {}
+    words = None
+    if family == TRANSFORMER:
+        copied = {k: v for k, v in state.items() if k.startswith("backbone.") and k in own
+                  and own[k].shape == v.shape}
+    elif family == WORD_VECTORS:
+        from .backends import WordVectorBackend
+
+        vocab_file = folder / "vocab.txt"
+        if (peek.get("task", "classification") != "classification" or not vocab_file.is_file()
+                or not isinstance(backend, WordVectorBackend)):
+            raise ConfigError("word-vector models carry their encoder over between text classifiers only",
+                              where=str(folder))
+        old = {w: i for i, w in enumerate(vocab_file.read_text(encoding="utf-8").split("\n"))}
+        emb = own["embedding.weight"].clone()
+        pairs = [(i, old[w]) for i, w in enumerate(backend.vocab) if w in old and i >= 2]  # 0, 1: pad, unk
+        if pairs:
+            new_rows, old_rows = map(list, zip(*pairs))
+            emb[new_rows] = state["embedding.weight"][old_rows].to(emb.dtype)
+        if "<unk>" in old and len(backend.vocab) > 1:
+            emb[1] = state["embedding.weight"][old["<unk>"]]
+        copied = {"embedding.weight": emb}
+        copied.update({k: v for k, v in state.items() if k.startswith("encoder.") and k in own
+                       and own[k].shape == v.shape})
+        words = len(pairs)
+    if not any(k != "embedding.weight" for k in copied) and not words:
+        raise ConfigError("nothing of the earlier model's encoder fits this model", where=str(folder),
+                          hint="the two models must share their encoder (and, for word vectors, their head type)")
+    module.load_state_dict({**own, **copied})
+    info = {"from": str(folder), "task": peek.get("task", "classification"), "tensors": len(copied)}
+    if words is not None:
+        info["words_carried"] = words
+    return info

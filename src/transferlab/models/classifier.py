@@ -26,7 +26,7 @@ from ..tasks.classification import SequenceClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
 from .backends import make_backend
-from .base import Estimator, read_folder, saved_encoder, write_folder
+from .base import Estimator, read_folder, saved_encoder, transfer_encoder, write_folder
 
 
 def as_examples(X, y=None) -> Examples:
@@ -85,6 +85,8 @@ class TextClassifier(Estimator):
         started = time.perf_counter()
         student = self._student_data(teacher, unlabelled, train, val, mcfg, tcfg) if teacher is not None else None
         self.module_ = self.backend_.build(student["build"] if student else train, val, len(self.labels_), tcfg.seed)
+        transferred = (transfer_encoder(self.module_, self.backend_, mcfg.init_from,
+                                        trust_remote_code=mcfg.trust_remote_code) if mcfg.init_from else None)
         self.task_ = SequenceClassification(self.labels_, self.multilabel_)
         train_items, train_y = self.backend_.prepare(train), self.task_.targets(train)
         loop_items, loop_y = train_items, train_y
@@ -138,6 +140,7 @@ class TextClassifier(Estimator):
             "class_weights": None if weight is None else dict(zip(self.labels_, map(float, weight))),
             "warnings": notes,
             **({"distillation": student["info"]} if student is not None else {}),
+            **({"init_from": transferred} if transferred else {}),
             **(data_info or {}),
         }
         if student is not None:  # trained: from here on it is a classifier like any other

@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError
 from ..tasks.tokens import TokenClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, pick_device, run_batches
-from .base import Estimator, read_folder, saved_encoder, write_folder
+from .base import Estimator, read_folder, saved_encoder, transfer_encoder, write_folder
 from .tagging import make_tagging_backend, merge_windows
 
 
@@ -95,6 +95,8 @@ class TokenTagger(Estimator):
         self.backend_ = make_tagging_backend(mcfg, self.resolved_, self.device_)
         started = time.perf_counter()
         self.module_ = self.backend_.build(train, val, self.tags_, tcfg.seed)
+        transferred = (transfer_encoder(self.module_, self.backend_, mcfg.init_from,
+                                        trust_remote_code=mcfg.trust_remote_code) if mcfg.init_from else None)
         items = self.backend_.prepare(train)
         targets = self._item_targets(items, self.task_.targets(train))
         val_items = self.backend_.prepare(val) if val is not None and len(val) else None
@@ -110,6 +112,7 @@ class TokenTagger(Estimator):
             "train_seconds": round(time.perf_counter() - started, 2), "best": trainer.best,
             "n_train": len(train), "n_validation": len(val) if val is not None else 0,
             "n_train_windows": len(items), "scheme_read": train.scheme, "encoder_info": self.backend_.info,
+            **({"init_from": transferred} if transferred else {}),
             "params_total": sum(p.numel() for p in self.module_.parameters())
             + self.backend_.info.get("encoder_params", 0),
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
