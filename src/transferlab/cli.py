@@ -85,7 +85,9 @@ def heads():
 @app.command()
 @friendly
 def train(
-    data: str = DATA, text_col: str = TEXT, label_col: str = LABEL, pair_col: Optional[str] = PAIR,
+    data: Optional[str] = typer.Option(None, "--data", help="CSV/TSV (.gz/.bz2), JSONL, a saved Hugging Face dataset "
+                                       "folder, a hub name, or a CoNLL file (NER); not with --tasks"),
+    text_col: str = TEXT, label_col: str = LABEL, pair_col: Optional[str] = PAIR,
     label_sep: Optional[str] = SEP,
     split: str = typer.Option("stratified", help="seed | seed:N1,N2 | stratified[:F1,F2,F3] | column:NAME | time:NAME[:F1,F2,F3] | none"),
     max_train: Optional[int] = typer.Option(None, help="subsample the training part to N rows (stratified)"),
@@ -145,12 +147,25 @@ def train(
                                 "document read on each side as context, never labelled (FLERT); 0 = none"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="sequential transfer: start the encoder from "
                                              "an earlier run's (any task, same encoder, fine-tuned), head replaced"),
+    tasks: Optional[Path] = typer.Option(None, "--tasks", help="multi-task: a TOML file with shared settings and one "
+                                         "[tasks.NAME] table per task (kind, data, columns, split); one encoder, one "
+                                         "head per task, saved as one model"),
     out_dir: Path = typer.Option(..., "--out", help="run directory: model, metrics.jsonl, curves.png, report.json"),
 ):
     """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
     from .data.loading import load_parts
     from .models.classifier import TextClassifier
 
+    if tasks is not None:
+        if data is not None:
+            raise DataError("--tasks names each task's data itself", hint="drop --data, or drop --tasks")
+        _train_tasks(tasks, out_dir, overrides={k: v for k, v in dict(
+            encoder=encoder if encoder != "glove-50d" else None, epochs=epochs, batch_size=batch_size, lr=lr,
+            max_length=max_length, seed=seed if seed != 13 else None, device=device if device != "auto" else None,
+            precision=precision if precision != "auto" else None).items() if v is not None})
+        return
+    if data is None:
+        raise DataError("no training data", hint="give --data FILE (or --tasks FILE for a multi-task model)")
     if _task_of(task, data) == "ner":
         unused = [flag for flag, used in (
             ("--pair-col", pair_col), ("--label-sep", label_sep), ("--split", split != "stratified"),
@@ -219,6 +234,58 @@ def train(
     _print_decision(clf)
     if evaluate_test and len(parts["test"]):
         _evaluate_and_write(clf, parts["test"], out_dir / "report.json")
+
+
+def _train_tasks(tasks_file: Path, out_dir: Path, *, overrides: dict) -> None:
+    from .models.multitask import MultiTaskModel, load_tasks_file
+
+    shared, tasks, tests = load_tasks_file(tasks_file, report=lambda m: err.print(escape(m), highlight=False))
+    model = MultiTaskModel(**{**shared, **overrides})
+    model.fit(tasks, out_dir=out_dir)
+    best = model.fit_info_.get("best", {})
+    err.print(f"trained {len(tasks)} tasks on one encoder in {model.fit_info_['train_seconds']:.1f}s; best epoch "
+              f"{best.get('epoch')}; saved to {out_dir}")
+    for name, test in tests.items():
+        if test is None:
+            continue
+        view = model.tasks_[name]
+        if model.kinds_[name] == "classification":
+            _evaluate_and_write(view, test, out_dir / "reports" / f"{name}.json")
+        else:
+            report = view.evaluate(test)
+            report.pop("predictions", None)
+            path = out_dir / "reports" / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+            err.print(escape(f"{name}: test entity F1 {100 * report['micro']['f1']:.2f} (report {path})"),
+                      highlight=False)
+
+
+def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: bool):
+    """(kind, fitted estimator) of a saved folder: a classifier, a tagger, or one task of a multi-task model."""
+    from .models.base import saved_task
+
+    kind = saved_task(model_dir)
+    if kind == "multi-task":
+        from .models.multitask import MultiTaskModel
+
+        model = MultiTaskModel.load(model_dir, trust_remote_code=trust_remote_code)
+        if task_name is None:
+            raise DataError("this folder holds a multi-task model", where=str(model_dir),
+                            hint=f"choose one of its tasks with --task: {', '.join(model.tasks_)}")
+        view = model._task(task_name)
+        return ("token-classification" if model.kinds_[task_name] == "token-classification" else "classification",
+                view)
+    if task_name is not None:
+        raise DataError("--task chooses a task of a multi-task model, and this folder holds one task",
+                        where=str(model_dir), hint="drop --task")
+    if kind == "token-classification":
+        from .models.tagger import TokenTagger
+
+        return kind, TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
+    from .models.classifier import TextClassifier
+
+    return "classification", TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
 
 
 def _task_of(task: str, data: str) -> str:
@@ -328,6 +395,7 @@ def evaluate(
                                              "(token gold predicted), for conlleval"),
     scheme: str = typer.Option("auto", help="ner: tag scheme of --data: auto | iob1 | iob2 | bioes"),
     repair_tags: bool = typer.Option(False, "--repair-tags", help="ner: repair I-X tags that continue no chunk"),
+    model_task: Optional[str] = typer.Option(None, "--task", help="a multi-task model: which of its tasks"),
     trust_remote_code: bool = TRUST,
 ):
     """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix; for a tagger,
@@ -335,20 +403,15 @@ def evaluate(
     from .data.loading import needed_columns
     from .data.readers import read_examples
     from .data.splits import select_split
-    from .models.base import saved_task
-    from .models.classifier import TextClassifier
-
-    if saved_task(model_dir) == "token-classification":
-        from .models.tagger import TokenTagger
-
-        tagger = TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
+    kind, model = _load_estimator(model_dir, model_task, trust_remote_code)
+    if kind == "token-classification":
         sentences = _read_tagged(data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows)
         if limit is not None:
             sentences = sentences.subset(range(min(limit, len(sentences))))
-        _evaluate_ner(tagger, sentences, report or model_dir / "eval.json", conll_out)
+        _evaluate_ner(model, sentences, report or model_dir / "eval.json", conll_out)
         return
 
-    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
+    clf = model
     examples, read_report = read_examples(data, text_col=text_col, label_col=label_col, pair_col=pair_col,
                                           label_sep=label_sep, keep_cols=needed_columns(split),
                                           skip_bad_rows=skip_bad_rows)
@@ -367,28 +430,26 @@ def predict(
     text_field: str = typer.Option("text", help="field holding the text"),
     pair_field: Optional[str] = typer.Option(None, help="field holding the second text of a pair"),
     batch_size: int = typer.Option(256, help="lines scored together"),
+    model_task: Optional[str] = typer.Option(None, "--task", help="a multi-task model: which of its tasks"),
     trust_remote_code: bool = TRUST,
 ):
     """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted).
     A tagger (--task ner model) adds "entities": [{"start", "end", "label", "text"}] with character offsets into
     the text (the text field is kept, so the offsets can be checked)."""
-    from .models.base import saved_task
-    from .models.classifier import TextClassifier
     from .serving_io import iter_jsonl
 
     if input_file is not None and not input_file.is_file():
         raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
+    kind, model = _load_estimator(model_dir, model_task, trust_remote_code)
     stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
     name = str(input_file) if input_file else "<stdin>"
-    if saved_task(model_dir) == "token-classification":
-        from .models.tagger import TokenTagger
-
-        tagger = TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
+    if kind == "token-classification":
+        tagger = model
         for chunk in iter_jsonl(stream, name, text_field, None, batch_size):
             for obj, spans in zip(chunk, tagger.predict_spans([obj[text_field] for obj in chunk])):
                 print(json.dumps({**obj, "entities": spans}, ensure_ascii=False))
         return
-    clf = TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
+    clf = model
     for chunk in iter_jsonl(stream, name, text_field, pair_field, batch_size):
         texts = [obj[text_field] for obj in chunk]
         X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts

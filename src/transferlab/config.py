@@ -139,6 +139,9 @@ class TrainConfig:
     # term's weight beside the hard labels
     kd_temperature: float = 2.0
     kd_alpha: float = 0.5
+    # multi-task models (models/multitask.py): how the task of each batch is drawn: proportional | round-robin |
+    # temperature:T (task probability proportional to its size ** (1/T))
+    task_sampling: str = "proportional"
     # decisions and scores, fitted on validation data after training (evaluation/decision.py)
     calibration: str | None = None
     threshold: str | float | None = None

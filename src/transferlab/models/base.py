@@ -72,6 +72,15 @@ class Estimator(BaseEstimator):
             name = type(self).__name__
             raise ConfigError(f"this {name} is not fitted yet", hint=f"call fit() or {name}.load()")
 
+    @classmethod
+    def _saved(cls, folder: Path, trust_remote_code: bool, kind: str = "classification"):
+        """(estimator with the saved, resolved configuration; config.json; verified weights path) of a folder."""
+        config, weights = read_folder(folder, task=cls.task_name, trust_remote_code=trust_remote_code)
+        est = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
+        mcfg, tcfg = est._fresh_configs()
+        est.model_config_, est.train_config_ = mcfg.resolve_defaults(kind), tcfg
+        return est, config, weights
+
     @property
     def model_config(self) -> ModelConfig:
         """The resolved configuration once fitted or loaded; before that, the parameters as a config."""

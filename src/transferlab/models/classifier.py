@@ -26,7 +26,7 @@ from ..tasks.classification import SequenceClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, last_linear, pick_device, predict_logits
 from .backends import make_backend
-from .base import Estimator, read_folder, saved_encoder, transfer_encoder, write_folder
+from .base import Estimator, saved_encoder, transfer_encoder, write_folder
 
 
 def as_examples(X, y=None) -> Examples:
@@ -387,10 +387,8 @@ class TextClassifier(Estimator):
         from safetensors.torch import load_file
 
         folder = Path(path)
-        config, weights = read_folder(folder, task=cls.task_name, trust_remote_code=trust_remote_code)
-        clf = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
-        mcfg, tcfg = clf._fresh_configs()
-        clf.model_config_, clf.train_config_ = mcfg.resolve_defaults(), tcfg
+        clf, config, weights = cls._saved(folder, trust_remote_code)
+        mcfg = clf.model_config_
         clf.labels_, clf.multilabel_ = config["labels"], config["multilabel"]
         clf.task_ = SequenceClassification(clf.labels_, clf.multilabel_)
         clf.history_, clf.fit_info_ = config.get("history", []), config.get("fit", {})

@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError
 from ..tasks.tokens import TokenClassification
 from ..training.callbacks import CurvesPlot, EarlyStopping, MetricsFile
 from ..training.trainer import Trainer, pick_device, run_batches
-from .base import Estimator, read_folder, saved_encoder, transfer_encoder, write_folder
+from .base import Estimator, saved_encoder, transfer_encoder, write_folder
 from .tagging import make_tagging_backend, merge_windows
 
 
@@ -186,10 +186,8 @@ class TokenTagger(Estimator):
         from safetensors.torch import load_file
 
         folder = Path(path)
-        config, weights = read_folder(folder, task=cls.task_name, trust_remote_code=trust_remote_code)
-        tagger = cls(**{**config["model"], **config["train"], "trust_remote_code": bool(trust_remote_code)})
-        mcfg, tcfg = tagger._fresh_configs()
-        tagger.model_config_, tagger.train_config_ = mcfg.resolve_defaults(TOKENS), tcfg
+        tagger, config, weights = cls._saved(folder, trust_remote_code, TOKENS)
+        mcfg = tagger.model_config_
         tagger.tags_ = config["tags"]
         tagger.task_ = TokenClassification(tagger.tags_)
         tagger.history_, tagger.fit_info_ = config.get("history", []), config.get("fit", {})

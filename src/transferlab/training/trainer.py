@@ -39,7 +39,11 @@ def mixed_precision(cfg: TrainConfig, device: str) -> str:
 def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle: bool,
             rng: np.random.Generator | None = None, draw: np.ndarray | None = None, task=None):
     """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
-    ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement."""
+    ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement, or
+    follows the backend's own ``plan`` (a multi-task model: each batch from one task)."""
+    if shuffle and hasattr(backend, "plan"):  # a backend with its own batch plan (several tasks)
+        yield from backend.plan(batch_size, rng)
+        return
     if draw is not None:
         order = rng.choice(len(items), size=len(items), replace=True, p=draw)
     elif shuffle:
