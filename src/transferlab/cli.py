@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -360,12 +360,12 @@ def _print_decision(clf) -> None:
                   + ("" if t["target_met"] else " [yellow]target not met[/]"), highlight=False)
 
 
-def _evaluate_and_write(clf, examples, report_path: Path) -> dict:
+def _evaluate_and_write(clf, examples, report_path: Path, slices=None) -> dict:
     from .evaluation.metrics import format_report
     from .evaluation.plots import plot_confusion, plot_reliability
 
     started = time.perf_counter()
-    report = clf.evaluate(examples, show_progress=True)
+    report = clf.evaluate(examples, show_progress=True, slices=slices)
     seconds = time.perf_counter() - started
     report["seconds"] = round(seconds, 2)
     report["docs_per_second"] = round(len(examples) / seconds, 2) if seconds else None
@@ -396,6 +396,10 @@ def evaluate(
     scheme: str = typer.Option("auto", help="ner: tag scheme of --data: auto | iob1 | iob2 | bioes"),
     repair_tags: bool = typer.Option(False, "--repair-tags", help="ner: repair I-X tags that continue no chunk"),
     model_task: Optional[str] = typer.Option(None, "--task", help="a multi-task model: which of its tasks"),
+    slice_specs: Optional[List[str]] = typer.Option(None, "--slice", help="classification: a named subset reported "
+                                                    "beside the whole with its size and 95% intervals: NAME=regex:"
+                                                    "PATTERN | NAME=column:COL=VALUE | NAME=length:MIN-MAX (words); "
+                                                    "repeatable"),
     trust_remote_code: bool = TRUST,
 ):
     """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix; for a tagger,
@@ -411,15 +415,19 @@ def evaluate(
         _evaluate_ner(model, sentences, report or model_dir / "eval.json", conll_out)
         return
 
+    from .evaluation.slices import parse_slices
+
+    slices = parse_slices(slice_specs)
     clf = model
     examples, read_report = read_examples(data, text_col=text_col, label_col=label_col, pair_col=pair_col,
-                                          label_sep=label_sep, keep_cols=needed_columns(split),
-                                          skip_bad_rows=skip_bad_rows)
+                                          label_sep=label_sep, skip_bad_rows=skip_bad_rows,
+                                          keep_cols=sorted(set(needed_columns(split))
+                                                           | {c for s in slices for c in s.columns()}))
     _report_reading(read_report)
     part = select_split(examples, split, seed=seed)
     if limit is not None:
         part = part.subset(range(min(limit, len(part))))
-    _evaluate_and_write(clf, part, report or model_dir / "eval.json")
+    _evaluate_and_write(clf, part, report or model_dir / "eval.json", slices=slices)
 
 
 @app.command()

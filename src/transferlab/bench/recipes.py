@@ -43,7 +43,7 @@ SUITE_FILE = "suite.toml"
 # Settings a quick or reduced run may change; ``max_*`` cut the data, the rest override the row's config.
 SETTING_KEYS = ("max_train", "max_validation", "max_test", "max_length", "epochs", "max_steps", "batch_size")
 ROW_KEYS = {"name", "title", "kind", "seed_reference", "model", "train", "quick", "notes"}
-SUITE_KEYS = {"name", "description", "data", "quick", "targets"}
+SUITE_KEYS = {"name", "description", "data", "quick", "targets", "slices"}
 # What each peer accepts in [model] / [train]; transferlab rows are checked against the config dataclasses.
 PEER_MODEL_KEYS = {
     "hf-trainer": {"encoder", "max_length", "trust_remote_code"},
@@ -97,6 +97,7 @@ class Suite:
     quick: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
     rows: list[Recipe] = field(default_factory=list)
+    slices: list = field(default_factory=list)  # evaluation/slices.py Slice objects, reported for every row
 
     def select(self, names: list[str] | None) -> list[Recipe]:
         if not names:
@@ -111,7 +112,9 @@ class Suite:
     def data_spec(self, **overrides) -> DataSpec:
         allowed = {f.name for f in fields(DataSpec)}
         merged = {**self.data, **{k: v for k, v in overrides.items() if v is not None}}
-        return DataSpec(**{k: v for k, v in merged.items() if k in allowed})
+        spec = DataSpec(**{k: v for k, v in merged.items() if k in allowed})
+        spec.keep_cols = sorted(set(spec.keep_cols) | {c for s in self.slices for c in s.columns()})
+        return spec
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -146,8 +149,18 @@ def load_suite(name_or_dir: str | Path) -> Suite:
                           hint=f"valid: {', '.join(f.name for f in fields(DataSpec))}")
     quick = _table(raw, "quick", folder / SUITE_FILE)
     _check_settings(quick, folder / SUITE_FILE)
+    from ..evaluation.slices import parse_slices
+
+    specs = raw.get("slices", [])
+    if not isinstance(specs, list) or not all(isinstance(x, str) for x in specs):
+        raise ConfigError("slices must be a list of NAME=KIND:ARG strings", where=str(folder / SUITE_FILE),
+                          hint='e.g. slices = ["short=length:-120", "long=length:400-"]')
+    try:
+        slices = parse_slices(specs)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=str(folder / SUITE_FILE), hint=exc.hint) from None
     suite = Suite(name=str(raw.get("name", folder.name)), folder=folder, description=str(raw.get("description", "")),
-                  data=data, quick=quick, targets=_table(raw, "targets", folder / SUITE_FILE))
+                  data=data, quick=quick, targets=_table(raw, "targets", folder / SUITE_FILE), slices=slices)
     seen: dict[str, Path] = {}
     for path in sorted(folder.glob("*.toml")):
         if path.name == SUITE_FILE:

@@ -142,6 +142,39 @@ def _fmt(value, kind: str = "") -> str:
     return str(value)
 
 
+def hardware_line(hw: dict) -> str:
+    return (f"{hw.get('processor')}, {hw.get('cpu_count')} CPUs" + (f", GPU {hw['gpu']}" if hw.get("gpu") else
+                                                                     ", no GPU") + f"; {hw.get('platform')}")
+
+
+def _ci(v) -> str:
+    return "" if not v else f" [{100 * v[0]:.1f}, {100 * v[1]:.1f}]"
+
+
+def slice_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of test accuracy per slice for every row that has slices; cells carry the 95% interval,
+    and the size when it differs from the header's (a row scored on a reduced test part)."""
+    rows = [r for r in results.get("rows", []) if r.get("status") == "ok" and r.get("slices")]
+    if not rows:
+        return None
+    first = {s["name"]: s for s in rows[0]["slices"]}
+    names = list(first)
+    header = ["row"] + [f"{n} (n={first[n]['n']:,})" for n in names]
+    body = []
+    for r in rows:
+        mine = {s["name"]: s for s in r["slices"]}
+        cells = [r["name"]]
+        for n in names:
+            sl = mine.get(n)
+            if sl is None or sl["accuracy"] is None:
+                cells.append("–")
+                continue
+            size = "" if sl["n"] == first[n]["n"] else f" (n={sl['n']:,})"
+            cells.append(f"{100 * sl['accuracy']:.2f}{_ci(sl['accuracy_ci'])}{size}")
+        body.append(cells)
+    return header, body
+
+
 def markdown(results: dict) -> str:
     hw = results.get("hardware", {})
     data = results.get("data", {})
@@ -153,8 +186,7 @@ def markdown(results: dict) -> str:
         "was scored on (`n test`); `setting` says whether the row ran in full, reduced (subsampled, shorter) or "
         "quick. Memory is the peak process RSS on CPU (it includes the interpreter and libraries) or the peak "
         "allocated CUDA memory on a GPU.", "",
-        f"Last run's hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
-        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ", no GPU") + f"; {hw.get('platform')}.", "",
+        f"Last run's hardware: {hardware_line(hw)}.", "",
         "| row | family | setting | test acc | seed ref | Δ pts | macro F1 | train s | train samples/s | "
         "infer docs/s | peak MB | params (trainable) | n train / test | device |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -174,6 +206,13 @@ def markdown(results: dict) -> str:
             f"{_fmt(r['train_samples_per_second'])} | {_fmt(r['inference_docs_per_second'])} | "
             f"{_fmt(r['peak_memory_mb'], 'int')} | {_fmt(r['params_total'], 'params')} "
             f"({_fmt(r['params_trainable'], 'params')}) | {r.get('n_train')} / {r.get('n_test')} | {r.get('device')} |")
+    table = slice_table(results)
+    if table:
+        header, body = table
+        lines += ["", "## Slices", "", "Test accuracy (%) on each slice of the test part, with its 95% interval "
+                  "(Wilson); macro F1 and its bootstrap interval are in each row's `report.json`.", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
     lines += ["", "## Targets", "", *target_lines(results), "",
               "Plots: `accuracy_vs_cost.png`; per row `rows/NAME/curves.png` and `rows/NAME/confusion.png`; "
               "all together in `report.html`.", ""]
@@ -223,7 +262,36 @@ def plot_cost(results: dict, path: Path) -> Path | None:
     return path
 
 
-def html_report(results: dict, md_table: str) -> str:
+def _inline(line: str) -> str:
+    """One markdown target line as HTML: escaped first, then **verdict** as a badge and `code` as code."""
+    import re
+
+    text = html.escape(line[2:] if line.startswith("- ") else line)
+    text = re.sub(r"\*\*(met|not met|not run|not judged)\*\*",
+                  lambda m: f'<span class="badge {m.group(1).replace(" ", "-")}">{m.group(1)}</span>', text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
+color:#1d2530}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #dde3ea}
+p.meta{color:#556;margin:.2em 0}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px} th,td{padding:4px 8px;border-bottom:1px solid #e4e8ee}
+th{background:#f3f5f8;text-align:left;position:sticky;top:0} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr:hover td{background:#f8fafc} tr.failed td{color:#8a1f11}
+.badge{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:12px;font-weight:600}
+.badge.met{background:#dcf5e3;color:#0f6b2e} .badge.not-met{background:#fde2df;color:#8a1f11}
+.badge.not-run,.badge.not-judged{background:#eceff3;color:#4a5563}
+code{background:#f3f5f8;padding:0 .25em;border-radius:3px}
+figure{display:inline-block;margin:.4em;max-width:48%} figure img{max-width:100%} figcaption{font-size:12px;color:#556}
+"""
+
+
+def html_report(results: dict, md_table: str = "") -> str:
+    """A page people read: the table with numbers aligned, targets as badges, slices, the cost plot, and every row's
+    curves and confusion matrix.  Everything from the results (row names, errors, descriptions) is escaped."""
     esc = html.escape
     head_cells = ("row", "family", "setting", "test acc %", "seed ref %", "Δ pts", "macro F1 %", "train s",
                   "infer docs/s", "peak MB", "params")
@@ -233,29 +301,45 @@ def html_report(results: dict, md_table: str) -> str:
         if r.get("status") != "ok":
             cells = [r["name"], r["family"], r.get("setting") or "", f"{r.get('status')}: {r.get('error')}",
                      _fmt(ref and ref["accuracy"], "pct"), "", "", "", "", "", ""]
-        else:
-            delta = vs_seed(r)
-            cells = [r["name"], r["family"], r["setting"], _fmt(r["test_accuracy"], "pct"),
-                     _fmt(ref and ref["accuracy"], "pct"), "" if delta is None else f"{delta:+.2f}",
-                     _fmt(r["macro_f1"], "pct"), _fmt(r["train_seconds"]), _fmt(r["inference_docs_per_second"]),
-                     _fmt(r["peak_memory_mb"], "int"), _fmt(r["params_total"], "params")]
-        body.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
+            body.append('<tr class="failed">' + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
+            continue
+        delta = vs_seed(r)
+        cells = [r["name"], r["family"], r["setting"], _fmt(r["test_accuracy"], "pct"),
+                 _fmt(ref and ref["accuracy"], "pct"), "" if delta is None else f"{delta:+.2f}",
+                 _fmt(r["macro_f1"], "pct"), _fmt(r["train_seconds"]), _fmt(r["inference_docs_per_second"]),
+                 _fmt(r["peak_memory_mb"], "int"), _fmt(r["params_total"], "params")]
+        body.append("<tr>" + "".join(f'<td{" class=num" if i >= 3 else ""}>{esc(str(c))}</td>'
+                                     for i, c in enumerate(cells)) + "</tr>")
     figures = []
     for r in results["rows"]:
         files = r.get("files") or {}
-        imgs = "".join(f'<img src="rows/{esc(r["name"])}/{esc(files[k])}" alt="{esc(k)}" style="max-width:48%">'
+        imgs = "".join(f'<figure><img src="rows/{esc(r["name"])}/{esc(files[k])}" alt="{esc(r["name"])} {k}">'
+                       f"<figcaption>{esc(r['name'])}: {k}</figcaption></figure>"
                        for k in ("curves", "confusion") if k in files)
         if imgs:
             figures.append(f"<h3>{esc(r['name'])}: {esc(r.get('title', ''))}</h3>{imgs}")
-    targets = "".join(f"<li>{esc(line[2:])}</li>" for line in target_lines(results))
+    targets = "".join(f"<li>{_inline(line)}</li>" for line in target_lines(results))
+    table = slice_table(results)
+    slices = ""
+    if table:
+        header, rows = table
+        slices = ("<h2>Slices</h2><p class=meta>Test accuracy (%) per slice, with its 95% interval (Wilson).</p>"
+                  "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+                  + "".join("<tr>" + "".join(f'<td{" class=num" if i else ""}>{esc(c)}</td>'
+                                             for i, c in enumerate(cells)) + "</tr>" for cells in rows)
+                  + "</table>")
+    data = results.get("data", {})
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{esc(results['benchmark'])}: results</title>
-<style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}} th{{background:#eee}}</style></head><body>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self'; style-src 'unsafe-inline'">
+<title>{esc(results['benchmark'])}: results</title><style>{CSS}</style></head><body>
 <h1>{esc(results['benchmark'])}</h1><p>{esc(results.get('description', ''))}</p>
-<p>Hardware: {esc(json.dumps(results.get('hardware', {})))}</p>
+<p class=meta>Data <code>{esc(str(data.get('path')))}</code>, split <code>{esc(str(results.get('split')))}</code>:
+train {esc(str(data.get('n_train')))}, validation {esc(str(data.get('n_validation')))}, test
+{esc(str(data.get('n_test')))}.</p>
+<p class=meta>Hardware of the last run: {esc(hardware_line(results.get('hardware', {})))}.</p>
 <table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head_cells)}</tr>{''.join(body)}</table>
-<h2>Targets</h2><ul>{targets}</ul>
+<h2>Targets</h2><ul>{targets}</ul>{slices}
 <h2>Accuracy versus cost</h2><img src="accuracy_vs_cost.png" alt="accuracy versus cost" style="max-width:100%">
 <h2>Training curves and confusion matrices</h2>{''.join(figures)}
 </body></html>

@@ -77,8 +77,10 @@ def run_transferlab(recipe: Recipe, settings: dict, train: Examples, val: Exampl
                    clf.fit_info_["params_trainable"], mc.encoder, mc.head, mc.strategy, history=clf.history_)
 
 
-def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir: Path, options: RunOptions) -> dict:
-    """Train and score one row; the returned dict is one ``results.json`` row."""
+def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir: Path, options: RunOptions,
+            slices=()) -> dict:
+    """Train and score one row; the returned dict is one ``results.json`` row (with each of the suite's
+    ``slices`` of the test part beside the whole)."""
     from ..evaluation.metrics import classification_report
     from ..evaluation.plots import plot_confusion, plot_curves
 
@@ -93,6 +95,13 @@ def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir:
             outcome = PEERS[recipe.kind](recipe.model, {"seed": options.seed, **recipe.train}, settings, train, val,
                                          test, row_dir, options.device)
     report = classification_report(test.labels, outcome.proba, outcome.labels)
+    slices = slices if not test.multilabel else ()  # slice metrics are single-label
+    if slices:
+        from ..evaluation.slices import slice_report
+
+        predictions = [outcome.labels[j] for j in np.asarray(outcome.proba).argmax(1)]
+        report["slices"] = slice_report(test.texts, test.columns, test.labels, predictions, outcome.labels,
+                                        list(slices), seed=options.seed)
     (row_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     files = {"report": "report.json"}
     cm = report.get("confusion_matrix")
@@ -121,6 +130,7 @@ def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir:
         "seed_reference": _reference(recipe),
         "n_train": len(train), "n_validation": len(val) if val is not None else 0, "n_test": n_test,
         "epochs": outcome.epochs, "max_length": settings.get("max_length"), "files": files,
+        **({"slices": report["slices"]} if slices else {}),
     }
 
 
@@ -176,7 +186,7 @@ def run_suite(suite: Suite, rows: list[Recipe], out: Path, options: RunOptions, 
         settings = recipe.settings(suite.quick if options.quick else None, options.overrides)
         announce(f"[{i}/{len(rows)}] {recipe.name} ({recipe.title}) {settings or ''}")
         try:
-            row = run_row(recipe, settings, parts, out / "rows" / recipe.name, options)
+            row = run_row(recipe, settings, parts, out / "rows" / recipe.name, options, slices=suite.slices)
         except Exception as exc:  # one row's failure is recorded with its reason; the others still run
             if not isinstance(exc, TransferLabError):
                 log.debug("row %s failed", recipe.name, exc_info=True)

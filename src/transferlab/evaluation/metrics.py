@@ -171,6 +171,11 @@ def format_report(report: dict) -> str:
         at = "  ".join(f"recall@{float(f):.0%}FPR={_fmt(v)}" for f, v in imb["recall_at_fpr"].items())
         lines.append(f"positive class {report['positive']!r}: pd={_fmt(imb['pd'])}  pf={_fmt(imb['pf'])}  "
                      f"g={_fmt(imb['g_measure'])}  F1={_fmt(imb['f1'])}  PR AUC={_fmt(imb['pr_auc'])}  {at}")
+    if report.get("slices"):
+        from .slices import format_slices
+
+        lines += ["", "slices (95% intervals: Wilson for accuracy, bootstrap for macro F1):",
+                  format_slices(report["slices"])]
     per_class = report.get("per_class")
     if not per_class:
         return "\n".join(lines)
