@@ -300,7 +300,12 @@ def test_benchmark_measures_both_stages_and_throughput(cascade_dir, security_dat
     assert t["ingest_records_per_s"] > 0 and t["score_records_per_s"] > 0
     c = result["cascade_on_matomo_test"]
     assert c["flagged"] <= c["passed_stage1"] <= c["items"]
+    s1, s2 = ({x["name"]: x for x in result["slices"][k]} for k in ("stage1", "stage2"))
+    assert s1["github"]["n"] == s1["all"]["n"] and s1["mail"]["n"] == 0  # stage 1's test items are Matomo issues
+    assert sum(s2[k]["n"] for k in ("github", "farsec", "advisories", "mail")) == s2["all"]["n"]
+    assert s2["all"]["positives"] == result["stage2"]["positives"]
     md = (tmp_path / "bench" / "results.md").read_text()
+    assert "Stage 2 per source" in md
     assert "Stage 1" in md and "records/s" in md and (tmp_path / "bench" / "pr_curves.png").stat().st_size > 0
 
 

@@ -5,7 +5,8 @@ seen.
 A slice is ``NAME=KIND:ARG``:
 
 - ``regex:PATTERN``: texts where the (Python) regular expression matches, e.g. ``xss=regex:(?i)\\bxss\\b``;
-- ``column:COL=VALUE``: rows whose column equals the value (``github=column:source=github``);
+- ``column:COL=VALUE``: rows whose column equals the value (``github=column:source=github``); ``column:COL~REGEX``
+  where the regular expression matches the column's value (``advisories=column:origin~^(sap|cve)``);
 - ``length:MIN-MAX``: texts of MIN to MAX words, either side open (``short=length:-100``, ``long=length:500-``).
 
 Accuracy's interval is Wilson's score interval (exact enough at any size, never outside [0, 1]); macro F1's is a
@@ -32,18 +33,26 @@ class Slice:
     kind: str
     arg: str
 
+    def _column(self) -> tuple[str, str, str]:
+        """(column, operator, value): ``=`` equality or ``~`` regular expression, whichever comes first."""
+        cut = min((i for i in (self.arg.find("="), self.arg.find("~")) if i >= 0), default=-1)
+        return self.arg[:cut], self.arg[cut], self.arg[cut + 1:]
+
     def columns(self) -> list[str]:
-        return [self.arg.split("=", 1)[0]] if self.kind == "column" else []
+        return [self._column()[0]] if self.kind == "column" else []
 
     def mask(self, texts: list[str], columns: dict[str, list]) -> np.ndarray:
         if self.kind == "regex":
             pattern = re.compile(self.arg)
             return np.array([pattern.search(t) is not None for t in texts], dtype=bool)
         if self.kind == "column":
-            col, value = self.arg.split("=", 1)
+            col, op, value = self._column()
             if col not in columns:
                 raise DataError(f"slice {self.name!r} reads column {col!r}, which the data does not carry",
                                 hint="name the column in the data (or read it with the data's other columns)")
+            if op == "~":
+                pattern = re.compile(value)
+                return np.array([pattern.search(str(v)) is not None for v in columns[col]], dtype=bool)
             return np.array([str(v) == value for v in columns[col]], dtype=bool)
         lo, hi = _bounds(self.arg, self.name)
         n = np.array([len(t.split()) for t in texts])
@@ -76,8 +85,16 @@ def parse_slice(spec: str) -> Slice:
             re.compile(arg)
         except re.error as exc:
             raise ConfigError(f"slice {name!r}: bad regular expression: {exc}") from None
-    elif kind == "column" and ("=" not in arg or not arg.split("=", 1)[0]):
-        raise ConfigError(f"slice {name!r}: column slices are COL=VALUE", hint="e.g. column:source=github")
+    elif kind == "column":
+        col, op, value = Slice(name, kind, arg)._column() if ("=" in arg or "~" in arg) else ("", "", "")
+        if not col or not op:
+            raise ConfigError(f"slice {name!r}: column slices are COL=VALUE or COL~REGEX",
+                              hint="e.g. column:source=github")
+        if op == "~":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ConfigError(f"slice {name!r}: bad regular expression: {exc}") from None
     elif kind == "length":
         _bounds(arg, name)
     return Slice(name, kind, arg)
@@ -130,20 +147,34 @@ def slice_metrics(y: np.ndarray, pred: np.ndarray, k: int, *, seed: int = 0) -> 
             "macro_f1": _macro_f1_of(codes, k), "macro_f1_ci": [float(lo), float(hi)]}
 
 
+def positive_metrics(y: np.ndarray, pred: np.ndarray, j: int) -> dict:
+    """Recall and precision of class ``j`` with Wilson intervals (what a rare class is judged by)."""
+    pos, called = y == j, pred == j
+    tp = int(np.sum(pos & called))
+    out = {"positives": int(pos.sum()), "called": int(called.sum())}
+    for key, den in (("recall", int(pos.sum())), ("precision", int(called.sum()))):
+        out[key] = tp / den if den else None
+        out[f"{key}_ci"] = [float(v) for v in wilson(tp, den)] if den else None
+    return out
+
+
 def slice_report(texts: list[str], columns: dict[str, list], y_true: list, predictions: list, labels: list[str],
-                 slices: list[Slice], *, seed: int = 0) -> list[dict]:
+                 slices: list[Slice], *, seed: int = 0, positive: str | None = None) -> list[dict]:
     """One row per slice plus the whole set first: name, definition, n, share, accuracy and macro F1 with their
-    intervals.  Single-label only: a multi-label report says so and gives none."""
+    intervals, and with ``positive`` that class's recall and precision with theirs.  Single-label only."""
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index.get(v, -1) for v in y_true])
     pred = np.array([index.get(v, -2) for v in predictions])
     total = len(y)
-    rows = [{"name": "all", "definition": "the whole set", "share": 1.0, **slice_metrics(y, pred, len(labels),
-                                                                                       seed=seed)}]
-    for s in slices:
-        m = s.mask(texts, columns)
-        rows.append({"name": s.name, "definition": f"{s.kind}:{s.arg}", "share": float(m.mean()) if total else 0.0,
-                     **slice_metrics(y[m], pred[m], len(labels), seed=seed)})
+    masks = [("all", "the whole set", np.ones(total, dtype=bool))]
+    masks += [(s.name, f"{s.kind}:{s.arg}", s.mask(texts, columns)) for s in slices]
+    rows = []
+    for name, definition, m in masks:
+        row = {"name": name, "definition": definition, "share": float(m.mean()) if total else 0.0,
+               **slice_metrics(y[m], pred[m], len(labels), seed=seed)}
+        if positive is not None:
+            row.update(positive_metrics(y[m], pred[m], index[positive]))
+        rows.append(row)
     return rows
 
 

@@ -25,6 +25,11 @@ import numpy as np
 from . import labels as L
 from .cascade import Cascade
 
+# every stage is also judged per source of its test items (the origin column of labels.py): GitHub issues and fix
+# commits, FARSEC bug reports, advisory texts, mailing lists (no labelled mail yet: that slice says n=0)
+SLICES = ["github=column:origin~^(matomo|vulcurator-commit)", "farsec=column:origin~^farsec",
+          "advisories=column:origin~^(sap-statement|vulcurator-cve)", "mail=column:origin~mail"]
+
 
 def _matomo_events(frame, path: Path) -> int:
     """The Matomo items as IssuesEvents in one GH Archive-format hour file."""
@@ -72,6 +77,13 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     result["stage1_validation"] = info["stage1"]["validation"]
     result["stage2"] = _held_out(cascade.stage2, p2.test, L.VULNERABILITY, proba2)
     result["counts"] = {"stage1": p1.counts(), "stage2": p2.counts()}
+    from ..evaluation.slices import parse_slices, slice_report
+
+    result["slices"] = {
+        stage: slice_report(part.texts, part.columns, part.labels, model.decode(proba), model.labels_,
+                            parse_slices(SLICES), positive=positive)
+        for stage, part, model, proba, positive in (("stage1", p1.test, cascade.stage1, proba1, L.SECURITY),
+                                                    ("stage2", p2.test, cascade.stage2, proba2, L.VULNERABILITY))}
     for stage in ("stage1", "stage2"):
         recorded = info[stage]["test"].get("pr_auc")
         if recorded is not None and abs(recorded - result[stage]["pr_auc"]) > 1e-6:
@@ -193,6 +205,19 @@ def markdown(r: dict) -> str:
               "| source | label | n | called vulnerability |", "|---|---|---|---|"]
     for origin, x in s2.get("per_origin", {}).items():
         lines.append(f"| {origin} | {x['label']} | {x['n']} | {_pct(x['flagged_share'])}% |")
+    for stage, title in (("stage1", "Stage 1"), ("stage2", "Stage 2")):
+        rows = (r.get("slices") or {}).get(stage)
+        if not rows:
+            continue
+        lines += ["", f"{title} per source of the test items (at the chosen threshold; 95% Wilson intervals):", "",
+                  "| slice | n | positives | recall | precision | accuracy |", "|---|---|---|---|---|---|"]
+        for x in rows:
+            def with_ci(v, ci):
+                return "-" if v is None else f"{100 * v:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+            lines.append(f"| {x['name']} | {x['n']} | {x.get('positives', '-')} | "
+                         f"{with_ci(x.get('recall'), x.get('recall_ci'))} | "
+                         f"{with_ci(x.get('precision'), x.get('precision_ci'))} | "
+                         f"{with_ci(x['accuracy'], x['accuracy_ci'])} |")
     lines += ["", "## The whole cascade on the Matomo test period", "",
               f"{c['items']} items; {c['passed_stage1']} pass stage 1; {c['flagged']} flagged; "
               f"{c['flagged_security_labelled']} of those carry the maintainers' security label "
