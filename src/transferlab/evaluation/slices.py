@@ -73,6 +73,13 @@ def _bounds(arg: str, name: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_regex(pattern: str, name: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"slice {name!r}: bad regular expression: {exc}") from None
+
+
 def parse_slice(spec: str) -> Slice:
     name, sep, rest = str(spec).partition("=")
     kind, sep2, arg = rest.partition(":")
@@ -81,20 +88,14 @@ def parse_slice(spec: str) -> Slice:
         raise ConfigError(f"slice {spec!r} is not NAME=KIND:ARG",
                           hint="e.g. short=length:-100, xss=regex:(?i)xss, github=column:source=github")
     if kind == "regex":
-        try:
-            re.compile(arg)
-        except re.error as exc:
-            raise ConfigError(f"slice {name!r}: bad regular expression: {exc}") from None
+        _check_regex(arg, name)
     elif kind == "column":
         col, op, value = Slice(name, kind, arg)._column() if ("=" in arg or "~" in arg) else ("", "", "")
         if not col or not op:
             raise ConfigError(f"slice {name!r}: column slices are COL=VALUE or COL~REGEX",
                               hint="e.g. column:source=github")
         if op == "~":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ConfigError(f"slice {name!r}: bad regular expression: {exc}") from None
+            _check_regex(value, name)
     elif kind == "length":
         _bounds(arg, name)
     return Slice(name, kind, arg)
