@@ -125,6 +125,9 @@ def train(
                                             "precision:P | fpr:F | a probability; stored and used by predict"),
     positive: Optional[str] = typer.Option(None, help="the class a threshold applies to (default for two classes: "
                                            "the rarer one)"),
+    cv: Optional[int] = typer.Option(None, "--cv", help="fit --threshold/--calibration on the out-of-fold scores of a "
+                                     "K-fold cross-validation over training + validation data, then refit on all of "
+                                     "it (for few positives: under 20 in the validation part)"),
     extra_train: Optional[Path] = typer.Option(None, help="a label store (from `transferlab label add`) whose "
                                                "answers join the training part"),
     evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
@@ -173,7 +176,7 @@ def train(
             ("--test", evaluate_test), ("--calibration", calibration), ("--threshold", threshold),
             ("--positive", positive), ("--class-weight", class_weight), ("--sampler", sampler),
             ("--loss", loss != "ce"), ("--label-smoothing", label_smoothing), ("--head-solver", head_solver),
-            ("--pooling", pooling != "mean"), ("--truncation", truncation != "head")) if used]
+            ("--pooling", pooling != "mean"), ("--truncation", truncation != "head"), ("--cv", cv)) if used]
         if unused:
             raise DataError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to named-entity "
                             "recognition",
@@ -219,7 +222,7 @@ def train(
                          loss=loss, focal_gamma=focal_gamma,
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
                          calibration=calibration, threshold=threshold, positive=positive,
-                         init_from=str(init_from) if init_from else None)
+                         init_from=str(init_from) if init_from else None, cv_folds=cv)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
     if extra_info is not None:
@@ -347,17 +350,22 @@ def _evaluate_ner(tagger, sentences, report_path: Path, conll_out: Optional[Path
 
 def _print_decision(clf) -> None:
     cal = clf.decision_.get("calibration") or {}
+    where = clf.decision_.get("fitted_on", "validation")
     if cal.get("method") == "temperature":
-        err.print(f"calibration: temperature {cal['temperature']:.3f} (fitted on validation)")
+        err.print(escape(f"calibration: temperature {cal['temperature']:.3f} (fitted on {where})"))
     elif cal:
-        err.print(f"calibration: {cal['method']} (fitted on validation)")
+        err.print(escape(f"calibration: {cal['method']} (fitted on {where})"))
     thr = clf.decision_.get("threshold") or {}
     items = thr.get("per_label", {}).items() if "per_label" in thr else ([(thr["positive"], thr)] if thr else [])
     for lab, t in items:
         v = t["validation"]
-        err.print(escape(f"threshold for {lab!r}: {t['threshold']:.4f} ({t['rule']}; on validation: precision "
+        err.print(escape(f"threshold for {lab!r}: {t['threshold']:.4f} ({t['rule']}; on {where}: precision "
                          f"{v['precision']:.3f}, recall {v['recall']:.3f}, false-positive rate {v['fpr']:.3f})")
                   + ("" if t["target_met"] else " [yellow]target not met[/]"), highlight=False)
+    cv = clf.decision_.get("cv")
+    if cv:
+        spread = ", ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in cv.items() if isinstance(v, dict))
+        err.print(escape(f"across the {cv['folds']} folds at this decision: {spread}"), highlight=False)
 
 
 def _evaluate_and_write(clf, examples, report_path: Path, slices=None) -> dict:

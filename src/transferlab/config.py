@@ -139,6 +139,9 @@ class TrainConfig:
     # term's weight beside the hard labels
     kd_temperature: float = 2.0
     kd_alpha: float = 0.5
+    # decisions with few positives: calibration and thresholds fitted on the out-of-fold scores of a stratified
+    # K-fold cross-validation over training + validation data, then the model refitted on all of it
+    cv_folds: int | None = None
     # multi-task models (models/multitask.py): how the task of each batch is drawn: proportional | round-robin |
     # temperature:T (task probability proportional to its size ** (1/T))
     task_sampling: str = "proportional"

@@ -142,6 +142,12 @@ def _describe(truth, score, threshold: float, rule: Rule, *, met: bool, note: st
                            "fpr": fp / n_neg if n_neg else 0.0, "positives": n_pos, "n": int(len(truth))}}
 
 
+# "Few" positives for choosing a model or a threshold on one validation part: under 20, one positive more or less
+# moves recall (and the g-measure) by 5 points or more, so the choice follows the draw of the part; K-fold
+# cross-validation then judges on every training positive instead (model choice, out-of-fold thresholds).
+FEW_POSITIVES = 20
+
+
 def default_positive(labels: list[str], train_targets: np.ndarray) -> str:
     """For two classes: the rarer one in training (ties: the second label)."""
     counts = np.bincount(np.asarray(train_targets), minlength=len(labels))

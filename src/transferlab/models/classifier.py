@@ -68,7 +68,18 @@ class TextClassifier(Estimator):
             raise DataError("training data is empty", where=train.source)
         mcfg, tcfg = self._resolve_configs()
         _seed_everything(tcfg.seed)
-        if validation is not None:
+        oof = None
+        if tcfg.cv_folds:
+            if teacher is not None:
+                raise ConfigError("cross-validated decisions and distillation do not combine", hint="drop --cv")
+            if validation is not None:  # the folds cover training and validation data alike
+                train = Examples.concat(train, as_examples(*validation) if isinstance(validation, tuple)
+                                        else validation)
+            oof = self._out_of_fold(train, tcfg)
+            validation = None
+        if tcfg.cv_folds:
+            val = None
+        elif validation is not None:
             val = as_examples(*validation) if isinstance(validation, tuple) else validation
         elif tcfg.validation_fraction > 0:
             train, val = self._carve_validation(train, tcfg.validation_fraction, tcfg.seed)
@@ -126,7 +137,17 @@ class TextClassifier(Estimator):
                               callbacks=callbacks, device=self.device_, draw=draw)
             self.history_ = trainer.fit(loop_items, loop_y, val_items, val_y)
             self.module_, best = trainer.module, trainer.best
-        self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
+        if oof is not None:
+            self.decision_ = self._fit_decision(tcfg, train_y, None, oof["targets"], logits=oof["logits"])
+            if self.decision_:
+                where = f"out-of-fold scores, {tcfg.cv_folds}-fold cross-validation"
+                self.decision_["fitted_on"] = where
+                if self.decision_.get("calibration"):
+                    self.decision_["calibration"]["fitted_on"] = where
+                self.decision_["cv"] = self._cv_summary(oof)
+        else:
+            self._warn_few_positives(tcfg, val_y)
+            self.decision_ = self._fit_decision(tcfg, train_y, val_items, val_y)
         from ..data.splits import fingerprint
 
         self.fit_info_ = {
@@ -268,8 +289,72 @@ class TextClassifier(Estimator):
             (Path(out_dir) / "metrics.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
         return {**fit, **{k: v for k, v in record.items() if k.startswith("val_")}}
 
-    def _fit_decision(self, tcfg: TrainConfig, train_y: np.ndarray, val_items, val_y) -> dict:
-        """Calibrate on validation data, then choose thresholds on the calibrated scores (both stored)."""
+    def _out_of_fold(self, data: Examples, tcfg: TrainConfig) -> dict:
+        """Raw scores of every example from a model that did not train on it (stratified K-fold; each fold model
+        trains its fixed epochs, nothing held out for early stopping), with the fold of each example."""
+        from sklearn.base import clone
+        from sklearn.model_selection import StratifiedKFold
+
+        k = int(tcfg.cv_folds)
+        if k < 2:
+            raise ConfigError(f"--cv needs at least 2 folds, got {k}", hint="e.g. --cv 5")
+        if data.multilabel:
+            raise ConfigError("cross-validated decisions are for single-label data", hint="drop --cv")
+        labels = data.label_names()
+        counts = {lab: data.labels.count(lab) for lab in labels}
+        short = {lab: n for lab, n in counts.items() if n < k}
+        if short:
+            raise DataError(f"--cv {k} needs at least {k} examples of every class; {short} have fewer",
+                            where=data.source, hint="use fewer folds, or label more examples of those classes")
+        y = np.array([labels.index(lab) for lab in data.labels])
+        logits = np.zeros((len(data), len(labels)), np.float32)
+        fold_of = np.zeros(len(data), int)
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=tcfg.seed)
+        for fold, (tr, te) in enumerate(splitter.split(np.zeros(len(y)), y)):
+            model = clone(self).set_params(cv_folds=None, threshold=None, calibration=None, validation_fraction=0.0,
+                                           patience=None)
+            model.fit(data.subset(tr))
+            z = model.decision_function(data.subset(te))
+            logits[te] = z[:, [model.labels_.index(lab) for lab in labels]]
+            fold_of[te] = fold
+        return {"logits": logits, "targets": y, "fold": fold_of, "labels": labels}
+
+    def _cv_summary(self, oof: dict) -> dict:
+        """Per fold, at the stored decision: recall, precision and false-positive rate of the positive class (or
+        accuracy), as mean and standard deviation across folds."""
+        pred = np.array([self.labels_.index(lab) for lab in self.decode(self._proba(oof["logits"]))])
+        y, folds = oof["targets"], oof["fold"]
+        positive = (self.decision_.get("threshold") or {}).get("positive")
+        per: dict[str, list[float]] = {}
+        for f in np.unique(folds):
+            m = folds == f
+            if positive is None:
+                per.setdefault("accuracy", []).append(float(np.mean(pred[m] == y[m])))
+                continue
+            j = self.labels_.index(positive)
+            pos, called = y[m] == j, pred[m] == j
+            per.setdefault("recall", []).append(float((pos & called).sum() / max(pos.sum(), 1)))
+            per.setdefault("precision", []).append(float((pos & called).sum() / max(called.sum(), 1)))
+            per.setdefault("fpr", []).append(float((~pos & called).sum() / max((~pos).sum(), 1)))
+        return {"folds": int(len(np.unique(folds))),
+                **{k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+                   for k, v in per.items()}}
+
+    def _warn_few_positives(self, tcfg: TrainConfig, val_y) -> None:
+        from ..evaluation.decision import FEW_POSITIVES
+
+        if (tcfg.threshold is None and tcfg.calibration is None) or val_y is None or self.multilabel_:
+            return
+        counts = np.bincount(val_y[val_y >= 0], minlength=len(self.labels_))
+        j = int(np.argmin(counts))
+        if counts[j] < FEW_POSITIVES:
+            warnings.warn(f"the validation part holds only {counts[j]} example(s) of {self.labels_[j]!r}: a threshold "
+                          "or calibration fitted on so few follows the draw of that part; --cv 5 (cv_folds=5) fits "
+                          "them on out-of-fold scores of all the training data instead", stacklevel=3)
+
+    def _fit_decision(self, tcfg: TrainConfig, train_y: np.ndarray, val_items, val_y, *, logits=None) -> dict:
+        """Calibrate on validation data (or on given out-of-fold ``logits``), then choose thresholds on the calibrated
+        scores (both stored)."""
         from ..evaluation import decision as dec
 
         rule = dec.parse_threshold(tcfg.threshold)
@@ -278,12 +363,14 @@ class TextClassifier(Estimator):
                               hint=f"labels are {self.labels_}")
         if tcfg.calibration is None and rule is None:
             return {}
-        if not val_items and (tcfg.calibration or rule.kind != "fixed"):
+        if not val_items and logits is None and (tcfg.calibration or rule.kind != "fixed"):
             raise ConfigError("calibration and threshold rules are fitted on validation data, and there is none",
                               hint="give a validation part (a split with validation, or --validation-fraction), "
                                    "or a fixed --threshold")
         k = len(self.labels_)
-        if val_items:
+        if logits is not None:
+            pass  # out-of-fold scores, in this model's label order
+        elif val_items:
             logits = predict_logits(self.module_, self.backend_, val_items, tcfg.eval_batch_size, self.device_)
         else:  # only a fixed threshold gets here: it is described on no data
             logits, val_y = np.zeros((0, k), np.float32), np.zeros((0, k) if self.multilabel_ else 0, np.int64)
