@@ -103,3 +103,21 @@ def db_url(request, tmp_path):
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def skewed_security(n_pos=12, n_neg=108, seed=0):
+    """Texts about security bugs (the rare class) among everyday issues: a learnable, skewed set."""
+    import numpy as np
+
+    from transferlab.data.records import Examples
+
+    rng = np.random.default_rng(seed)
+    pos = ["buffer overflow in the parser", "xss in the login form", "remote code execution via upload",
+           "sql injection in search", "use after free crash exploit", "csrf token missing on settings"]
+    neg = ["button colour is wrong", "typo in the docs", "page loads slowly", "add dark mode",
+           "translation missing", "crash when window resized", "sorting order is odd", "update the logo"]
+    texts = [f"{pos[i % len(pos)]} case {i}" for i in range(n_pos)] + [f"{neg[i % len(neg)]} item {i}"
+                                                                       for i in range(n_neg)]
+    labels = ["security"] * n_pos + ["other"] * n_neg
+    order = rng.permutation(len(texts))
+    return Examples([texts[i] for i in order], [labels[i] for i in order])

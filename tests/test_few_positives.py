@@ -8,18 +8,7 @@ from transferlab.data.records import Examples
 from transferlab.errors import ConfigError, DataError
 from transferlab.models.classifier import TextClassifier
 
-
-def skewed(n_pos=12, n_neg=108, seed=0):
-    rng = np.random.default_rng(seed)
-    pos = ["buffer overflow in the parser", "xss in the login form", "remote code execution via upload",
-           "sql injection in search", "use after free crash exploit", "csrf token missing on settings"]
-    neg = ["button colour is wrong", "typo in the docs", "page loads slowly", "add dark mode",
-           "translation missing", "crash when window resized", "sorting order is odd", "update the logo"]
-    texts = [f"{pos[i % len(pos)]} case {i}" for i in range(n_pos)] + [f"{neg[i % len(neg)]} item {i}"
-                                                                       for i in range(n_neg)]
-    labels = ["security"] * n_pos + ["other"] * n_neg
-    order = rng.permutation(len(texts))
-    return Examples([texts[i] for i in order], [labels[i] for i in order])
+from conftest import skewed_security as skewed
 
 
 KW = dict(encoder="glove-50d", head="dan", epochs=6, max_length=12, seed=0, lr=5e-3, class_weight="auto")

@@ -12,6 +12,8 @@ from transferlab.errors import ConfigError, DataError
 from transferlab.evaluation import decision as dec
 from transferlab.evaluation.metrics import classification_report, imbalance_metrics
 from transferlab.models.classifier import TextClassifier
+
+from conftest import skewed_security
 from transferlab.training.imbalance import (ImbalanceLoss, class_weights, parse_class_weight,
                                             sample_weights)
 from transferlab.training.trainer import batches
@@ -258,17 +260,7 @@ def test_report_has_imbalance_and_calibration_for_the_positive_class():
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-def _skewed(n_pos=12, n_neg=108, seed=0):
-    rng = np.random.default_rng(seed)
-    pos = ["buffer overflow in the parser", "xss in the login form", "remote code execution via upload",
-           "sql injection in search", "use after free crash exploit", "csrf token missing on settings"]
-    neg = ["button colour is wrong", "typo in the docs", "page loads slowly", "add dark mode",
-           "translation missing", "crash when window resized", "sorting order is odd", "update the logo"]
-    texts = [f"{pos[i % len(pos)]} case {i}" for i in range(n_pos)] + [f"{neg[i % len(neg)]} item {i}"
-                                                                       for i in range(n_neg)]
-    labels = ["security"] * n_pos + ["other"] * n_neg
-    order = rng.permutation(len(texts))
-    return Examples([texts[i] for i in order], [labels[i] for i in order])
+_skewed = skewed_security
 
 
 @pytest.mark.slow
