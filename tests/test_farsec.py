@@ -38,9 +38,10 @@ def _write(path, n=240, every=8, split_col=None):
 def test_bench_farsec_reports_pd_pf_g_and_chooses_on_validation(tmp_path):
     data = _write(tmp_path / "demo.csv.gz")
     res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf,glove-dan",
-                                   "--out", str(tmp_path / "out")])
+                                   "--selection", "holdout", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["selection"] == {"method": "holdout"}
     assert results["n"]["train"] + results["n"]["validation"] == 120 and results["n"]["test"] == 120
     assert results["n"]["train_security"] > 0 and results["published"][0]["g_measure"] == 68.1
     for row in results["rows"]:
@@ -57,16 +58,33 @@ def test_bench_farsec_reports_pd_pf_g_and_chooses_on_validation(tmp_path):
     assert (tmp_path / "out" / "pr_curves.png").stat().st_size > 5000
     # families can run in parts: a later run into the same folder keeps the other families' rows ...
     res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf",
-                                   "--out", str(tmp_path / "out")])
+                                   "--selection", "holdout", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     again = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["name"] for r in again["rows"]] == ["tfidf", "glove-dan"] and again["rows"][1] == results["rows"][1]
     # ... but not when the data differ
     other = _write(tmp_path / "other.csv.gz", n=200)
     res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(other), "--rows", "tfidf",
-                                   "--out", str(tmp_path / "out")])
+                                   "--selection", "holdout", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert [r["name"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["rows"]] == ["tfidf"]
+
+
+def test_few_positives_switch_model_choice_to_cross_validation(tmp_path):
+    data = _write(tmp_path / "small.csv.gz")  # 15 security reports in the training half: 4 in its validation part
+    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf", "--folds", "3",
+                                   "--repeats", "2", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "under 20" in " ".join(res.output.split())
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["selection"] == {"method": "cv", "folds": 3, "repeats": 2}
+    (row,) = results["rows"]
+    assert row["selection"]["method"] == "cv" and len(row["search"]) == 6
+    best = max(row["search"], key=lambda e: (e["validation"]["g_measure"], e["validation"]["pr_auc"]))
+    assert row["chosen"] == best["settings"] and row["validation_sd"]["g_measure"] >= 0
+    assert row["test"]["g_measure"] > 0.8  # refitted on the whole training half, scored once
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "cross-validation x 2" in md and " ± " in md
 
 
 def test_farsec_format_errors_name_the_problem(tmp_path):

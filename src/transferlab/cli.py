@@ -511,11 +511,16 @@ def bench(
     full: bool = typer.Option(True, "--full/--no-full", help="few-shot: also train on every label (the ceiling)"),
     merge: Optional[Path] = typer.Option(None, "--merge", help="add the rows of another results.json (say, a GPU "
                                          "run) to --out's results and rewrite its files; runs nothing"),
+    selection: str = typer.Option("auto", help="farsec: how family, settings and threshold are chosen: holdout (the "
+                                  "validation part), cv (repeated stratified K-fold over the training half) or auto "
+                                  "(cv when the validation part holds fewer than 20 security reports)"),
+    folds: int = typer.Option(5, help="farsec --selection cv: folds"),
+    repeats: int = typer.Option(2, help="farsec --selection cv: repetitions with other fold draws"),
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
     if suite == "farsec":
-        _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed)
+        _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, selection, folds, repeats)
         return
     if suite == "vulcurator":
         from .bench import vulcurator
@@ -594,7 +599,8 @@ def _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> None:
+def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, selection="auto", folds=5,
+                  repeats=2) -> None:
     from .bench import farsec
 
     if not data or out_dir is None:
@@ -602,7 +608,8 @@ def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed) -> Non
                         hint="e.g. --data ../shared/data/security/farsec_chromium.csv.gz --out runs/farsec")
     families = [f.strip() for f in rows.split(",") if f.strip()] if rows else None
     results = farsec.run(data, out_dir, families=families, seed=seed, device=device, max_train=max_train,
-                         max_test=max_test, announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+                         max_test=max_test, selection=selection, folds=folds, repeats=repeats,
+                         announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
     if any(r.get("status") != "ok" for r in results["rows"]):
         raise typer.Exit(ExitCode.FAILED)
