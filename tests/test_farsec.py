@@ -92,3 +92,27 @@ def test_farsec_format_errors_name_the_problem(tmp_path):
         farsec.load(_write(tmp_path / "bad.csv.gz", split_col="older"))
     with pytest.raises(DataError, match="famil"):
         farsec.run(_write(tmp_path / "ok.csv.gz"), tmp_path / "o", families=["svm"])
+
+
+@pytest.mark.slow
+def test_model_choice_study_counts_choices_near_the_best(tmp_path):
+    import pandas as pd
+
+    src = _write(tmp_path / "big.csv.gz", n=800, every=10)
+    small = farsec.small_project(src, tmp_path / "s.csv", size=200, positives=20, seed=1)
+    frame = pd.read_csv(small)
+    assert len(frame) == 200 and frame["security"].sum() == 20 and set(frame["split"]) == {"train", "test"}
+    res = CliRunner().invoke(app, ["bench", "farsec-choice", "--data", str(src), "--rows", "tfidf,glove-dan",
+                                   "--draws", "2", "--project-size", "200", "--project-positives", "20",
+                                   "--folds", "3", "--repeats", "1", "--out", str(tmp_path / "study")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert len(results["draws"]) == 2 and set(results["summary"]) == {"holdout", "cv"}
+    for d in results["draws"]:
+        for m in ("holdout", "cv"):
+            x = d[m]
+            assert x["within"] == (x["chosen_test_g"] >= x["best_test_g"] - 0.05)
+            assert x["best_test_g"] == max(x["test_g"].values())
+    assert "mean regret" in (tmp_path / "study" / "results.md").read_text()
+    with pytest.raises(DataError, match="too few"):
+        farsec.small_project(src, tmp_path / "x.csv", size=200, positives=500)

@@ -485,7 +485,8 @@ def bench(
                                 "hf-trainer-mpnet, spacy-sm), vulcurator (CVE description -> fix commit ranking: recall@k, MRR; --rows "
                                 "from bm25, tfidf, minilm-frozen, minilm-bi-contrastive, minilm-cross, glove-pair, "
                                 "hybrid-bm25+bi), farsec (security bug reports: --data FILE, "
-                                "--rows = families), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "--rows = families), farsec-choice (how often model choice lands near the best on "
+                                "small projects drawn from --data, holdout against cross-validation), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
@@ -516,11 +517,26 @@ def bench(
                                   "(cv when the validation part holds fewer than 20 security reports)"),
     folds: int = typer.Option(5, help="farsec --selection cv: folds"),
     repeats: int = typer.Option(2, help="farsec --selection cv: repetitions with other fold draws"),
+    draws: int = typer.Option(5, help="farsec-choice: small projects drawn"),
+    project_size: int = typer.Option(1000, help="farsec-choice: reports per small project"),
+    project_positives: int = typer.Option(40, help="farsec-choice: security reports per small project"),
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, selection, folds, repeats)
+        return
+    if suite == "farsec-choice":
+        from .bench import farsec
+
+        if not data or out_dir is None:
+            raise DataError("bench farsec-choice needs --data (a big FARSEC-format CSV to draw small projects from) "
+                            "and --out", hint="e.g. --data ../shared/data/security/farsec_chromium.csv.gz")
+        farsec.choice_study(data, out_dir, families=[f.strip() for f in rows.split(",")] if rows else None,
+                            draws=draws, size=project_size, positives=project_positives, folds=folds,
+                            repeats=repeats, seed=seed, device=device,
+                            announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
         return
     if suite == "vulcurator":
         from .bench import vulcurator

@@ -384,3 +384,77 @@ def _plot(results: dict, out: Path, data: FarsecData | None) -> None:
         fig.savefig(out / "pr_curves.png", dpi=120)
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- model-choice study
+def small_project(path: str | Path, out_file: Path, *, size: int = 1000, positives: int = 40, seed: int = 0) -> Path:
+    """A small project drawn from a big FARSEC-format file: ``positives`` security reports and ``size - positives``
+    others at random, each keeping its train/test half (the FARSEC small projects have about 1,000 reports, a few
+    percent security: on one, the validation part holds about four)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"security": int, "split": str})
+    rng = np.random.default_rng(seed)
+    sec, other = frame[frame["security"] == 1], frame[frame["security"] == 0]
+    if len(sec) < positives or len(other) < size - positives:
+        raise DataError(f"{path} has {len(sec)} security and {len(other)} other reports: too few for a draw of "
+                        f"{positives} + {size - positives}", where=str(path))
+    pick = pd.concat([sec.iloc[rng.choice(len(sec), positives, replace=False)],
+                      other.iloc[rng.choice(len(other), size - positives, replace=False)]]).sort_index()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    pick.to_csv(out_file, index=False)
+    return out_file
+
+
+def choice_study(path: str | Path, out: Path, *, families: list[str] | None = None, draws: int = 5,
+                 size: int = 1000, positives: int = 40, folds: int = 5, repeats: int = 2, seed: int = 13,
+                 device: str = "auto", within: float = 0.05, announce: Callable[[str], None] = print) -> dict:
+    """How often the family chosen without looking at the test half scores within ``within`` (5 g-measure points)
+    of the best family on that test half, over ``draws`` small projects, choosing on one validation part
+    (holdout) and by cross-validation (cv)."""
+    from ..models.base import environment
+
+    out = Path(out)
+    draws_out = []
+    for d in range(draws):
+        data = small_project(path, out / "draws" / str(d) / "data.csv", size=size, positives=positives, seed=seed + d)
+        record = {"draw": d}
+        for method in ("holdout", "cv"):
+            announce(f"draw {d + 1}/{draws}, {method}")
+            res = run(data, out / "draws" / str(d) / method, families=families, seed=seed, device=device,
+                      selection=method, folds=folds, repeats=repeats, announce=lambda m: None)
+            ok = [r for r in res["rows"] if r.get("status") == "ok"]
+            chosen = best_row(res)
+            top = max(r["test"]["g_measure"] for r in ok)
+            record[method] = {"chosen": chosen["name"], "chosen_test_g": chosen["test"]["g_measure"],
+                              "best": max(ok, key=lambda r: r["test"]["g_measure"])["name"], "best_test_g": top,
+                              "within": chosen["test"]["g_measure"] >= top - within,
+                              "test_g": {r["name"]: r["test"]["g_measure"] for r in ok}}
+            announce(f"    chose {chosen['name']} (test g {100 * chosen['test']['g_measure']:.1f}); best "
+                     f"{record[method]['best']} {100 * top:.1f}")
+        draws_out.append(record)
+    summary = {m: {"within": int(sum(r[m]["within"] for r in draws_out)), "draws": len(draws_out),
+                   "mean_regret": float(np.mean([r[m]["best_test_g"] - r[m]["chosen_test_g"] for r in draws_out]))}
+               for m in ("holdout", "cv")}
+    env = environment()
+    results = {"benchmark": "farsec-model-choice", "data": str(path), "size": size, "positives": positives,
+               "families": families or list(DEFAULT_FAMILIES), "folds": folds, "repeats": repeats,
+               "within_points": 100 * within, "draws": draws_out, "summary": summary,
+               "hardware": env["hardware"], "versions": env["versions"]}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    lines = [f"# Model choice with few positives: {draws} small projects drawn from `{path}`", "",
+             f"Each draw: {size} reports, {positives} security, keeping the file's train/test halves. Families: "
+             f"{', '.join(results['families'])}. Chosen on the validation part (holdout) or by {folds}-fold "
+             f"cross-validation x {repeats} (cv); a choice counts when its test g-measure is within "
+             f"{100 * within:.0f} points of the best family's on that draw.", "",
+             "| method | chosen within 5 points of the best | mean regret (g points) |", "|---|---|---|"]
+    for m in ("holdout", "cv"):
+        lines.append(f"| {m} | {summary[m]['within']} of {summary[m]['draws']} | {100 * summary[m]['mean_regret']:.1f} |")
+    lines += ["", "| draw | holdout: chosen (test g) | cv: chosen (test g) | best (test g) |", "|---|---|---|---|"]
+    for r in draws_out:
+        lines.append(f"| {r['draw']} | {r['holdout']['chosen']} ({100 * r['holdout']['chosen_test_g']:.1f}) | "
+                     f"{r['cv']['chosen']} ({100 * r['cv']['chosen_test_g']:.1f}) | {r['cv']['best']} "
+                     f"({100 * r['cv']['best_test_g']:.1f}) |")
+    lines += ["", f"Hardware: {env['hardware'].get('processor')}, {env['hardware'].get('cpu_count')} CPUs."]
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return results
