@@ -95,6 +95,14 @@ def test_cascade_records_versions_thresholds_and_held_out_figures(cascade_dir, c
         test = info[stage]["test"]
         assert test["n"] > 0 and 0 <= test["pr_auc"] <= 1 and test["recall"] is not None
     assert info["stage1"]["test"]["pr_auc"] > 0.8 and info["stage2"]["test"]["pr_auc"] > 0.8  # learnable data
+    # this small data set has under 20 validation examples of a class in each stage: thresholds come from
+    # cross-validation, and the record says so instead of giving in-sample validation figures
+    for stage in ("stage1", "stage2"):
+        counts = info[stage]["counts"]["validation"]
+        few = min(v for k, v in counts.items() if k != "n") < 20
+        assert info[stage]["decision"].startswith("5-fold" if few else "validation")
+        if few:
+            assert info[stage]["validation"]["cross_validation"]["folds"] == 5
 
 
 def test_scores_follow_the_cascade_rule(cascade):
@@ -365,7 +373,8 @@ def test_scan_calls_a_record_that_repeats_an_advisory_probably_disclosed(world, 
     sarif = json.loads(R.write(result, tmp_path / "r.sarif").read_text())
     heap_result = next(r for r in sarif["runs"][0]["results"] if "Heap" in r["message"]["text"])
     assert heap_result["ruleId"] == "TL003" and heap_result["level"] == "warning"  # a text match still needs a human
-    assert result.needs_attention == result.early_warnings + 1
+    probable = [i for d in result.dependencies for i in d.items if i.probable and not i.advisory]
+    assert heap in probable and result.needs_attention == result.early_warnings + len(probable)
     # an advisory fixed before the installed version (1.2.0) cannot be what the record reports
     (tmp / "osv" / "B.json").write_text(json.dumps({
         "id": "GHSA-heap-heap-heap", "summary": "Heap buffer overflow in acme-parser",

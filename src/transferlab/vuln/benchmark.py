@@ -194,6 +194,13 @@ def markdown(r: dict) -> str:
         f"{r['split']['test_from']}: {s1['n']} items, {s1['positives']} labelled security ({_pct(s1['prevalence'])}%).",
         "", "| set | PR-AUC | ROC-AUC | recall@1%FPR | precision | recall | F1 | FPR |", "|---|---|---|---|---|---|---|---|"]
     for name, x in (("validation (threshold chosen here)", r["stage1_validation"]), ("**test**", s1)):
+        if "cross_validation" in x:  # few validation positives: the threshold came from out-of-fold scores
+            cv = x["cross_validation"] or {}
+            spread = lambda k: (f"{100 * cv[k]['mean']:.1f} ± {100 * cv[k]['sd']:.1f}"  # noqa: E731
+                                if k in cv else "-")
+            lines.append(f"| {cv.get('folds', '?')}-fold cross-validation (threshold chosen here) | - | - | - | "
+                         f"{spread('precision')} | {spread('recall')} | - | {spread('fpr')} |")
+            continue
         lines.append(f"| {name} | {x['pr_auc']:.3f} | {x['roc_auc']:.3f} | {_pct(x['recall_at_1pct_fpr'])} | "
                      f"{_pct(x['precision'])} | {_pct(x['recall'])} | {_pct(x['f1'])} | {_pct(x['fpr'])} |")
     lines += ["", "## Stage 2: probable vulnerability (held-out part, grouped by vulnerability)", "",

@@ -211,19 +211,29 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
                 out_dir: Path | None = None, extra=None) -> tuple[TextClassifier, dict]:
     """Fit one stage on its train part (plus ``extra`` examples, e.g. triage verdicts), choose its threshold on
     validation for the target recall, and measure it on the held-out test part."""
+    from ..evaluation.decision import FEW_POSITIVES
+
     positive = STAGES[stage][0]
     options = recipe(recipe_name)
+    # few validation examples of a class (the recall or the false-positive rate of the threshold would rest on
+    # them): the threshold and calibration come from out-of-fold scores of a 5-fold cross-validation over training +
+    # validation data instead (the test part stays untouched)
+    few = min(parts.validation.labels.count(lab) for lab in set(parts.train.labels)) < FEW_POSITIVES
     model = TextClassifier(**options, threshold=f"recall:{target_recall}", positive=positive,
-                           calibration="temperature", seed=seed)
+                           calibration="temperature", seed=seed, **({"cv_folds": 5} if few else {}))
     train = parts.train if extra is None or len(extra) == 0 else Examples.concat(
         _with_origin(parts.train), _with_origin(extra), source=f"{parts.train.source}+{extra.source}")
     started = time.perf_counter()
     model.fit(train, validation=parts.validation, out_dir=out_dir, save_model=False)
     seconds = time.perf_counter() - started
     test = _held_out(model, parts.test, positive)
-    validation = _held_out(model, parts.validation, positive)
+    # with cross-validation the model also trained on the validation part: its figures there would be in-sample
+    validation = {"cross_validation": model.decision_.get("cv"), "fitted_on": model.decision_.get("fitted_on")} \
+        if few else _held_out(model, parts.validation, positive)
     return model, {"recipe": recipe_name, "target_recall": target_recall, "train_seconds": round(seconds, 1),
                    "counts": parts.counts(), "n_extra": 0 if extra is None else len(extra),
+                   "decision": "5-fold cross-validation (a class has fewer than "
+                               f"{FEW_POSITIVES} validation examples)" if few else "validation part",
                    "labels": parts.description, "validation": validation, "test": test}
 
 
