@@ -161,6 +161,16 @@ def test_missing_data_file_train(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_without_data_or_with_both_data_and_tasks(tmp_path):
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "no training data" in result.output and "--tasks" in result.output
+    (tmp_path / "t.toml").write_text("")
+    result = runner.invoke(app, ["train", "--data", "x.csv", "--tasks", str(tmp_path / "t.toml"), "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--tasks names each task's data itself" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_data_file_evaluate(trained, tmp_path):
     missing = tmp_path / "nope.csv"
     result = invoke("evaluate", trained.dir, "--data", missing)
