@@ -125,6 +125,9 @@ def train(
                                             "precision:P | fpr:F | a probability; stored and used by predict"),
     positive: Optional[str] = typer.Option(None, help="the class a threshold applies to (default for two classes: "
                                            "the rarer one)"),
+    tfidf_dim: int = typer.Option(0, "--tfidf-dim", help="the hybrid family (--strategy frozen): append this many "
+                                  "latent dimensions of word 1-2-gram TF-IDF (fitted on the training texts) to the "
+                                  "sentence embedding, e.g. 300"),
     cv: Optional[int] = typer.Option(None, "--cv", help="fit --threshold/--calibration on the out-of-fold scores of a "
                                      "K-fold cross-validation over training + validation data, then refit on all of "
                                      "it (for few positives: under 20 in the validation part)"),
@@ -176,7 +179,8 @@ def train(
             ("--test", evaluate_test), ("--calibration", calibration), ("--threshold", threshold),
             ("--positive", positive), ("--class-weight", class_weight), ("--sampler", sampler),
             ("--loss", loss != "ce"), ("--label-smoothing", label_smoothing), ("--head-solver", head_solver),
-            ("--pooling", pooling != "mean"), ("--truncation", truncation != "head"), ("--cv", cv)) if used]
+            ("--pooling", pooling != "mean"), ("--truncation", truncation != "head"), ("--cv", cv),
+            ("--tfidf-dim", tfidf_dim)) if used]
         if unused:
             raise DataError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to named-entity "
                             "recognition",
@@ -222,7 +226,7 @@ def train(
                          loss=loss, focal_gamma=focal_gamma,
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
                          calibration=calibration, threshold=threshold, positive=positive,
-                         init_from=str(init_from) if init_from else None, cv_folds=cv)
+                         init_from=str(init_from) if init_from else None, cv_folds=cv, tfidf_dim=tfidf_dim)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
     if extra_info is not None:

@@ -57,6 +57,9 @@ class ModelConfig:
     # document on each side, as context that is read but never labelled (document-level features, FLERT:
     # Schweter & Akbik 2020); 0 = each sentence alone
     context: int = 0
+    # the hybrid family: this many latent (SVD) dimensions of word 1-2-gram TF-IDF, fitted on the training texts,
+    # appended to a frozen sentence encoder's embedding (encoders/tfidf.py); 0 = none
+    tfidf_dim: int = 0
     # sequential transfer: start the encoder from an earlier model's (a folder from `train`), head replaced
     init_from: str | None = None
     trust_remote_code: bool = False
@@ -97,6 +100,11 @@ class ModelConfig:
                 raise ConfigError(f"context {self.context} must be at least 0 and under half of max_length "
                                   f"({self.max_length}): the sentence itself needs room",
                                   hint="e.g. --context 32 with --max-length 128")
+        if self.tfidf_dim:
+            if self.tfidf_dim < 0 or fam != FROZEN_FEATURES or task != CLASSIFICATION:
+                raise ConfigError("TF-IDF features are appended to a frozen sentence encoder's embedding, for text "
+                                  "classification", hint="use --strategy frozen with a transformer encoder, or drop "
+                                  "--tfidf-dim")
         self.head_solver = self.head_solver or ("lbfgs" if self.strategy == "contrastive" else "adamw")
         if self.head_solver not in ("adamw", "lbfgs"):
             raise ConfigError(f"head solver {self.head_solver!r} is unknown", hint="adamw or lbfgs")

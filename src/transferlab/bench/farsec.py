@@ -10,6 +10,7 @@ Families (``--families``):
 - ``tfidf``: word 1-2-gram TF-IDF + logistic regression (the paper's learner family, without its filter);
 - ``glove-cnn``, ``glove-dan``: GloVe-50d word vectors with a CNN or a deep averaging network;
 - ``minilm-frozen``: the MiniLM sentence encoder, frozen, + logistic regression;
+- ``minilm-frozen-tfidf``: the hybrid: that embedding and 300 latent TF-IDF dimensions, + logistic regression;
 - ``minilm-finetune``: MiniLM fine-tuned (hours on CPU: a GPU family).
 """
 
@@ -50,6 +51,11 @@ FAMILIES: dict[str, dict] = {
                                                        "max_length": 256, "truncation": "head+tail"},
                       "train": {"metric": "pr_auc"},
                       "grid": {"class_weight": ["auto", None], "loss": ["ce", "focal"]}},
+    "minilm-frozen-tfidf": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "frozen",
+                                                             "max_length": 256, "truncation": "head+tail",
+                                                             "tfidf_dim": 300},
+                            "train": {"metric": "pr_auc"},
+                            "grid": {"class_weight": ["auto", None], "loss": ["ce", "focal"]}},
     "minilm-finetune": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "finetune",
                                                          "max_length": 256, "truncation": "head+tail"},
                         "train": {"epochs": 2, "metric": "pr_auc"},

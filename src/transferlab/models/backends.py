@@ -167,6 +167,11 @@ class FrozenFeatureBackend(Backend):
         enc = self._encoder()
         self.info = {"dim": enc.dim, "pair": train.is_pair, "max_length": enc.max_length,
                      "encoder_params": sum(p.numel() for p in enc.model.parameters())}
+        if self.cfg.tfidf_dim:  # the hybrid family: TF-IDF (SVD) features beside the embedding
+            from ..encoders.tfidf import TfidfBlock
+
+            self._tfidf = TfidfBlock.fit(train.texts + (train.pairs or []), self.cfg.tfidf_dim, seed)
+            self.info.update(tfidf_dim=self._tfidf.dim, dim=enc.dim + self._tfidf.dim)
         if self.contrastive:
             from ..training.contrastive import tune_encoder
 
@@ -191,6 +196,10 @@ class FrozenFeatureBackend(Backend):
 
     def restore(self, folder, n_labels, info):
         self.info = dict(info)
+        if info.get("tfidf_dim"):
+            from ..encoders.tfidf import TfidfBlock
+
+            self._tfidf = TfidfBlock.load(folder, info.get("tfidf_files") or {})
         if self.resolved.local and not self.contrastive:  # refused at load, not at the first prediction
             refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
         if self.contrastive:
@@ -212,6 +221,8 @@ class FrozenFeatureBackend(Backend):
         return self._module(n_labels)
 
     def save_files(self, folder, module):
+        if getattr(self, "_tfidf", None) is not None:
+            self.info["tfidf_files"] = self._tfidf.save(folder)
         if not self.contrastive:
             return  # the encoder is referenced by name and checked by SHA-256 at load; only the head is saved
         from ..encoders.zoo import sha256_file
@@ -220,7 +231,10 @@ class FrozenFeatureBackend(Backend):
         self.info["encoder_sha256"] = sha256_file(folder / "encoder" / "model.safetensors")
 
     def prepare_texts(self, texts):
-        return [{"features": v} for v in self._encoder().encode(texts, show_progress=len(texts) > 256)]
+        vectors = self._encoder().encode(texts, show_progress=len(texts) > 256)
+        if getattr(self, "_tfidf", None) is not None and len(texts):
+            vectors = np.hstack([vectors, self._tfidf.transform(texts)])
+        return [{"features": v} for v in vectors]
 
     def collate_texts(self, items):
         return {"features": torch.from_numpy(np.stack([it["features"] for it in items]))}

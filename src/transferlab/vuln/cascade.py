@@ -43,6 +43,9 @@ RECIPES: dict[str, dict] = {
                       "head_solver": "lbfgs", "class_weight": "auto"},
     "minilm-finetune": {"encoder": "minilm", "strategy": "finetune", "max_length": 256, "truncation": "head+tail",
                         "epochs": 2, "metric": "pr_auc", "class_weight": "auto"},
+    # the hybrid family: the frozen MiniLM embedding and 300 latent TF-IDF dimensions, one logistic regression
+    "minilm-frozen-tfidf": {"encoder": "minilm", "strategy": "frozen", "max_length": 128, "truncation": "head+tail",
+                            "head_solver": "lbfgs", "class_weight": "auto", "tfidf_dim": 300},
 }
 DEFAULT_STAGE1, DEFAULT_STAGE2 = "minilm-frozen", "minilm-frozen"
 STAGES = {1: (L.SECURITY, "security-relevant"), 2: (L.VULNERABILITY, "probable vulnerability")}
