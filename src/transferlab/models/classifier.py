@@ -76,9 +76,7 @@ class TextClassifier(Estimator):
                 train = Examples.concat(train, as_examples(*validation) if isinstance(validation, tuple)
                                         else validation)
             oof = self._out_of_fold(train, tcfg)
-            validation = None
-        if tcfg.cv_folds:
-            val = None
+            val = None  # the decisions come from the out-of-fold scores; the model trains on everything
         elif validation is not None:
             val = as_examples(*validation) if isinstance(validation, tuple) else validation
         elif tcfg.validation_fraction > 0:
