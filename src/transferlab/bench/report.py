@@ -147,13 +147,11 @@ def hardware_line(hw: dict) -> str:
                                                                      ", no GPU") + f"; {hw.get('platform')}")
 
 
-def _ci(v) -> str:
-    return "" if not v else f" [{100 * v[0]:.1f}, {100 * v[1]:.1f}]"
-
-
 def slice_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
     """(header, rows) of test accuracy per slice for every row that has slices; cells carry the 95% interval,
     and the size when it differs from the header's (a row scored on a reduced test part)."""
+    from ..evaluation.slices import with_ci
+
     rows = [r for r in results.get("rows", []) if r.get("status") == "ok" and r.get("slices")]
     if not rows:
         return None
@@ -170,7 +168,7 @@ def slice_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
                 cells.append("–")
                 continue
             size = "" if sl["n"] == first[n]["n"] else f" (n={sl['n']:,})"
-            cells.append(f"{100 * sl['accuracy']:.2f}{_ci(sl['accuracy_ci'])}{size}")
+            cells.append(f"{with_ci(sl['accuracy'], sl['accuracy_ci'])}{size}")
         body.append(cells)
     return header, body
 

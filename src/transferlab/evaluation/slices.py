@@ -179,16 +179,17 @@ def slice_report(texts: list[str], columns: dict[str, list], y_true: list, predi
     return rows
 
 
+def with_ci(value, ci, digits: int = 2) -> str:
+    """A proportion and its interval in percent: ``87.50 [79.1, 92.9]`` (``–`` when there is none)."""
+    if value is None:
+        return "–"
+    return f"{100 * value:.{digits}f}" + ("" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+
+
 def format_slices(rows: list[dict]) -> str:
     """A plain-text table (the terminal report)."""
-    def pct(v):
-        return "–" if v is None else f"{100 * v:.2f}"
-
-    def ci(v):
-        return "" if not v else f" [{100 * v[0]:.1f}, {100 * v[1]:.1f}]"
-
     lines = [f"{'slice':<16} {'n':>7} {'share':>6}  {'accuracy [95% CI]':<24} macro F1 [95% CI]"]
     for r in rows:
         lines.append(f"{r['name'][:16]:<16} {r['n']:>7} {100 * r['share']:>5.1f}%  "
-                     f"{pct(r['accuracy']) + ci(r['accuracy_ci']):<24} {pct(r['macro_f1'])}{ci(r['macro_f1_ci'])}")
+                     f"{with_ci(r['accuracy'], r['accuracy_ci']):<24} {with_ci(r['macro_f1'], r['macro_f1_ci'])}")
     return "\n".join(lines)

@@ -213,15 +213,14 @@ class MultiTaskModel(Estimator):
         cfg.max_length = (spec.options or {}).get("max_length") or self.max_length
         cfg.resolve_defaults(kind)
         view = self._make_view(name, kind, cfg, tcfg, tokenizer, backbone, labels=None, train=spec.train)
+        its = view.backend_.prepare(spec.train)
+        has_val = spec.validation is not None
+        vits = view.backend_.prepare(spec.validation) if has_val else None
         if kind == CLASSIFICATION:
-            its = view.backend_.prepare(spec.train)
             tg = view.task_.targets(spec.train)
-            vits = view.backend_.prepare(spec.validation) if spec.validation is not None else None
-            vgold = view.task_.targets(spec.validation, strict=False) if spec.validation is not None else None
-        else:
-            its = view.backend_.prepare(spec.train)
+            vgold = view.task_.targets(spec.validation, strict=False) if has_val else None
+        else:  # a tagger's items are windows of sentences; it is judged on the sentences themselves
             tg = view._item_targets(its, view.task_.targets(spec.train))
-            vits = view.backend_.prepare(spec.validation) if spec.validation is not None else None
             vgold = spec.validation
         return view, its, tg, vits, vgold
 

@@ -177,6 +177,8 @@ def _pct(v) -> str:
 
 
 def markdown(r: dict) -> str:
+    from ..evaluation.slices import with_ci
+
     hw = r["environment"]["hardware"]
     m = r["cascade"]["models"]
     s1, s2, c, t = r["stage1"], r["stage2"], r["cascade_on_matomo_test"], r["throughput"]
@@ -219,12 +221,10 @@ def markdown(r: dict) -> str:
         lines += ["", f"{title} per source of the test items (at the chosen threshold; 95% Wilson intervals):", "",
                   "| slice | n | positives | recall | precision | accuracy |", "|---|---|---|---|---|---|"]
         for x in rows:
-            def with_ci(v, ci):
-                return "-" if v is None else f"{100 * v:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
             lines.append(f"| {x['name']} | {x['n']} | {x.get('positives', '-')} | "
-                         f"{with_ci(x.get('recall'), x.get('recall_ci'))} | "
-                         f"{with_ci(x.get('precision'), x.get('precision_ci'))} | "
-                         f"{with_ci(x['accuracy'], x['accuracy_ci'])} |")
+                         f"{with_ci(x.get('recall'), x.get('recall_ci'), 1)} | "
+                         f"{with_ci(x.get('precision'), x.get('precision_ci'), 1)} | "
+                         f"{with_ci(x['accuracy'], x['accuracy_ci'], 1)} |")
     lines += ["", "## The whole cascade on the Matomo test period", "",
               f"{c['items']} items; {c['passed_stage1']} pass stage 1; {c['flagged']} flagged; "
               f"{c['flagged_security_labelled']} of those carry the maintainers' security label "
