@@ -121,7 +121,7 @@ def test_distill_command_trains_a_student_and_compares_it_with_its_teachers(tmp_
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["distill", "--teacher", str(tmp_path / "teacher"), "--student-head", "cnn",
                               "--data", str(data), "--split", "stratified:0.6,0.2,0.2", "--unlabelled", str(more),
-                              "--unlabelled-text-col", "body", "--epochs", "5", "--max-length", "16", "--test",
+                              "--unlabelled-text-col", "body", "--augment", "1", "--epochs", "5", "--max-length", "16", "--test",
                               "--out", str(tmp_path / "student")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "student" / "teachers.json").read_text())
@@ -129,5 +129,97 @@ def test_distill_command_trains_a_student_and_compares_it_with_its_teachers(tmp_
     config = json.loads((tmp_path / "student" / "config.json").read_text())
     dist = config["fit"]["distillation"]
     left_out = config["fit"]["unlabelled_left_out_as_test"] + dist["n_unlabelled_dropped"]
-    assert dist["temperature"] == 2.0 and dist["n_unlabelled"] >= 8 and dist["n_unlabelled"] + left_out == 11
+    # 11 unlabelled lines, plus one perturbed copy of each of the 24 training reviews (fewer where a copy repeats)
+    assert dist["temperature"] == 2.0 and config["fit"]["augment_copies"] == 1
+    assert 11 + 12 <= dist["n_unlabelled"] + left_out <= 11 + 24
     assert TextClassifier.load(tmp_path / "student").predict(["a superb story"])[0] in ("positive", "negative")
+
+
+# ---------------------------------------------------------------- the transfer set and the teacher's cached logits
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from transferlab.data.augment import transfer_set  # noqa: E402
+
+WORDS = st.lists(st.sampled_from(["a", "good", "bad", "film", "plot", "very", "dull", "!"]), min_size=0, max_size=12)
+
+
+def _is_subsequence(small: list[str], big: list[str]) -> bool:
+    it = iter(big)
+    return all(w in it for w in small)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(WORDS.map(" ".join), min_size=1, max_size=6), st.integers(0, 3), st.integers(0, 10**6))
+def test_the_transfer_set_only_drops_words_and_never_repeats_a_source(texts, copies, seed):
+    out = transfer_set(texts, copies, seed=seed, drop=0.2, window=0.5)
+    assert out == transfer_set(texts, copies, seed=seed, drop=0.2, window=0.5)  # reproducible from the seed
+    assert len(out) == len(set(out)) and not set(out) & set(texts) and all(o.strip() for o in out)
+    assert len(out) <= copies * len(texts)
+    for o in out:  # never a word the text did not have, never reordered
+        assert any(_is_subsequence(o.split(), t.split()) for t in texts), (o, texts)
+
+
+def test_the_transfer_set_grows_with_copies_and_refuses_bad_settings():
+    texts, _ = sentiment_data(40)
+    long_texts = [f"{t} and then some more words about this film today" for t in texts]
+    one, two = transfer_set(long_texts, 1, seed=0), transfer_set(long_texts, 2, seed=0)
+    assert len(one) >= 30 and len(two) > len(one)
+    with pytest.raises(ConfigError):
+        transfer_set(texts, -1)
+    with pytest.raises(ConfigError, match="drop"):
+        transfer_set(texts, 1, drop=1.0)
+
+
+def test_the_teachers_logits_are_cached_and_a_changed_teacher_is_asked_again(monkeypatch):
+    from transferlab.tasks.distill import teacher_logits
+
+    texts, labels = sentiment_data(20)
+    teacher = TextClassifier("glove-50d", "dan", epochs=2, max_length=16, seed=0, patience=None).fit(texts, labels)
+    first = teacher_logits(teacher, texts)
+    np.testing.assert_allclose(first, teacher.decision_function(texts), rtol=1e-6)
+    calls = []
+    real = TextClassifier.decision_function
+    monkeypatch.setattr(TextClassifier, "decision_function", lambda self, X, **k: calls.append(len(X)) or real(self, X))
+    np.testing.assert_array_equal(teacher_logits(teacher, texts[::-1]), first[::-1])  # all from the cache
+    assert calls == []
+    teacher_logits(teacher, texts[:3] + ["a text never seen"])
+    assert calls == [1]  # only the new text was scored
+    with torch.no_grad():  # a retrained teacher must not read the old answers
+        next(p for p in teacher.module_.parameters() if p.requires_grad).add_(0.5)
+    changed = teacher_logits(teacher, texts)
+    assert calls[-1] == len(texts) and not np.allclose(changed, first)
+
+
+@pytest.mark.slow
+def test_distill_bench_compares_the_students_per_seed_and_reuses_its_teacher(tmp_path):
+    import json
+
+    from transferlab.bench import distill
+
+    texts, labels = sentiment_data(60)
+    data = write_csv(tmp_path / "reviews.csv", zip(texts, labels))
+    kw = dict(data=str(data), text_col="text", label_col="label", split="stratified:0.5,0.2,0.3", seeds=[0, 1],
+              copies=2, teacher_params=dict(encoder="glove-50d", head="dan", strategy=None, epochs=20, lr=5e-3,
+                                            max_length=16, batch_size=8),
+              student_params=dict(epochs=3, max_length=16), speed_docs=10, device="cpu")
+    said = []
+    res = distill.run(tmp_path / "out", announce=said.append, **kw)
+    assert [(r["seed"], r["kind"]) for r in res["rows"]] == [(0, "labels"), (0, "distilled"), (1, "labels"),
+                                                             (1, "distilled")]
+    s = res["summary"]
+    per_seed = [100 * (res["rows"][i + 1]["test_accuracy"] - res["rows"][i]["test_accuracy"]) for i in (0, 2)]
+    assert s["gain_points_per_seed"] == pytest.approx(per_seed, abs=0.01)
+    assert res["n"]["transfer"] > 0 and res["teacher"]["test_accuracy"] > 0.5
+    assert s["speed_ratio"] == pytest.approx(res["speed_docs_per_second"]["student"]
+                                             / res["speed_docs_per_second"]["teacher"], abs=0.01)
+    assert set(res["targets"]) == {"gain_points", "teacher_share", "speed_ratio"}
+    out = tmp_path / "out"
+    assert json.loads((out / "results.json").read_text())["summary"] == s
+    assert (out / "accuracy_vs_speed.png").stat().st_size > 0 and "| gain over labels alone" in \
+        (out / "results.md").read_text()
+    said.clear()
+    again = distill.run(out, announce=said.append, **{**kw, "seeds": [0]})
+    assert any("reusing" in m for m in said) and again["teacher"]["test_accuracy"] == res["teacher"]["test_accuracy"]
+    assert again["rows"][:2] == [{k: v for k, v in r.items() if k not in ("train_seconds", "peak_memory_mb")}
+                                 | {k: again["rows"][i][k] for k in ("train_seconds", "peak_memory_mb")}
+                                 for i, r in enumerate(res["rows"][:2])]  # the same seed trains the same students

@@ -490,7 +490,9 @@ def bench(
                                 "from bm25, tfidf, minilm-frozen, minilm-bi-contrastive, minilm-cross, glove-pair, "
                                 "hybrid-bm25+bi), farsec (security bug reports: --data FILE, "
                                 "--rows = families), farsec-choice (how often model choice lands near the best on "
-                                "small projects drawn from --data, holdout against cross-validation), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "small projects drawn from --data, holdout against cross-validation), distill (a GloVe CNN student of a "
+                                "fine-tuned MiniLM teacher on IMDB against the same CNN on labels alone; --seeds "
+                                "seeds from --seed), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
@@ -509,7 +511,7 @@ def bench(
     list_rows: bool = typer.Option(False, "--list", help="print the suite's rows and recipe folder, then stop"),
     encoder: str = typer.Option("minilm", help="few-shot: the sentence encoder both methods tune"),
     sizes: str = typer.Option("8,16,32,64", help="few-shot: labels per class, comma-separated"),
-    seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size"),
+    seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size; distill: seeds per student"),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="few-shot: also run the SetFit library"),
     truncation: str = typer.Option("head", help="few-shot: how ours cuts long texts, comma-separated to compare "
                                    "(head, head+tail); SetFit always keeps the head"),
@@ -524,6 +526,9 @@ def bench(
     draws: int = typer.Option(5, help="farsec-choice: small projects drawn"),
     project_size: int = typer.Option(1000, help="farsec-choice: reports per small project"),
     project_positives: int = typer.Option(40, help="farsec-choice: security reports per small project"),
+    copies: int = typer.Option(2, help="distill: perturbed copies of each training text in the transfer set"),
+    temperature: float = typer.Option(2.0, help="distill: softening temperature"),
+    alpha: float = typer.Option(0.5, help="distill: weight of the teacher's soft targets beside the labels"),
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
@@ -554,6 +559,17 @@ def bench(
         print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
         if any(r.get("status") != "ok" for r in results["rows"] if r["name"] in set(names or vulcurator.ROWS)):
             raise typer.Exit(ExitCode.FAILED)
+        return
+    if suite == "distill":
+        from .bench import distill
+
+        if out_dir is None:
+            raise DataError("--out is required", hint="e.g. --out benchmarks/distill-imdb")
+        distill.run(out_dir, data=data, text_col=text_col, label_col=label_col, split=split,
+                    seeds=[seed + i for i in range(seeds)], copies=copies, temperature=temperature, alpha=alpha,
+                    max_train=max_train, max_test=max_test, device=device,
+                    announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
         return
     if suite == "conll2003":
         _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)

@@ -134,6 +134,9 @@ def distill_cmd(
                                                    "also validation or test text is left out and counted"),
     unlabelled_text_col: Optional[str] = typer.Option(None, "--unlabelled-text-col", help="its text column "
                                                       "(default --text-col)"),
+    augment: int = typer.Option(0, "--augment", help="add K perturbed copies of each training text (words dropped, "
+                                "windows kept; Tang et al. 2019) for the teacher to label: a transfer set where there "
+                                "is no unlabelled text"),
     temperature: float = typer.Option(2.0, help="softening temperature of the teacher's probabilities"),
     alpha: float = typer.Option(0.5, help="weight of the teacher's soft targets beside the hard labels (0..1)"),
     epochs: Optional[int] = typer.Option(None), lr: Optional[float] = typer.Option(None),
@@ -165,6 +168,10 @@ def distill_cmd(
                                 skip_bad_rows=skip_bad_rows)
         _report_reading(rep)
         extra_texts += ex.texts
+    if augment:
+        from ..data.augment import transfer_set
+
+        extra_texts += transfer_set(parts["train"].texts, augment, seed=seed)
     test_texts = set(parts["test"].texts)
     kept = [t for t in extra_texts if t not in test_texts]
     if len(kept) < len(extra_texts):
@@ -179,7 +186,7 @@ def distill_cmd(
               f"unlabelled {len(kept)}; teachers: {len(teachers)}")
     student.fit(parts["train"], validation=validation, out_dir=out_dir, teacher=teachers, unlabelled=kept or None,
                 data_info={"data": spec.to_dict(), "teachers": [str(t) for t in teacher],
-                           "unlabelled_sources": list(unlabelled or []),
+                           "unlabelled_sources": list(unlabelled or []), "augment_copies": augment,
                            "unlabelled_left_out_as_test": len(extra_texts) - len(kept)})
     info = student.fit_info_["distillation"]
     err.print(escape(f"student trained in {student.fit_info_['train_seconds']:.1f}s on {len(parts['train'])} "
