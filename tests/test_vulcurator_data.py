@@ -153,3 +153,34 @@ def test_training_pairs_deterministic_and_sized():
     assert a[1].count(1) == 6 and a[1].count(0) == 12
     with pytest.raises(ValueError, match="CVE index 9"):
         training_pairs(links, [9])
+
+
+def _links_with_a_shared_message() -> FixLinks:
+    """Two CVEs fixed by different commits with one message (as TensorFlow's "Prevent division by 0")."""
+    return FixLinks(cves=["CVE-0", "CVE-1", "CVE-2", "CVE-3"], descriptions=["desc 0", "desc 1", "desc 2", "desc 3"],
+                    commits=[c * 40 for c in "abcde"], messages=["Prevent division by 0", "Prevent division by 0",
+                                                                  "msg 2", "msg 3", "msg 4"],
+                    gold=[{0}, {1}, {2}, {3, 4}], source="hand")
+
+
+def test_a_message_shared_by_two_fixes_is_never_a_negative_of_either():
+    links = _links_with_a_shared_message()
+    for seed in range(20):
+        pairs, labels = training_pairs(links, [0, 1, 2, 3], negatives_per_positive=4, seed=seed,
+                                       description_negatives=3)
+        positive = {p for p, y in zip(pairs, labels) if y == 1}
+        assert not positive & {p for p, y in zip(pairs, labels) if y == 0}  # never labelled 1 and 0 at once
+
+
+def test_description_negatives_pair_each_positive_message_with_other_cves():
+    links = _hand_links()
+    pairs, labels = training_pairs(links, [0, 1, 2, 3], negatives_per_positive=1, seed=3, description_negatives=2)
+    gold_msgs = {d: {links.messages[j] for j in links.gold[i]} for i, d in enumerate(links.descriptions)}
+    for (d, m), y in zip(pairs, labels):
+        assert (m in gold_msgs[d]) == (y == 1)
+    # each positive message also appears, labelled 0, beside two descriptions it does not fix
+    for d, m in [p for p, y in zip(pairs, labels) if y == 1]:
+        assert sum(1 for (d2, m2), y in zip(pairs, labels) if m2 == m and y == 0 and d2 != d) >= 2
+    assert labels.count(1) == 6 and labels.count(0) == 6 * (1 + 2)
+    with pytest.raises(ConfigError, match="negative counts"):
+        training_pairs(links, [0], description_negatives=-1)

@@ -32,9 +32,11 @@ ROWS: dict[str, dict] = {
     "minilm-bi-contrastive": {"kind": "ours", "title": "MiniLM bi-encoder tuned on training pairs (MNRL)",
                               "params": dict(encoder="minilm", strategy="contrastive", contrastive_epochs=3,
                                              contrastive_batch_size=16, contrastive_lr=2e-5, max_length=256)},
-    "minilm-cross": {"kind": "ours", "title": "MiniLM cross-encoder fine-tuned on training pairs (4 negatives each)",
+    "minilm-cross": {"kind": "ours", "title": "MiniLM cross-encoder fine-tuned on training pairs (per positive: 2 "
+                                              "other commits, 2 other CVEs' descriptions)",
                      "params": dict(encoder="minilm", epochs=3, batch_size=16, lr=4e-5, max_length=256,
-                                    patience=None)},
+                                    patience=None),
+                     "pairs": dict(negatives_per_positive=2, description_negatives=2)},
     "glove-pair": {"kind": "ours", "title": "GloVe BiGRU pair model [u, v, |u-v|, u*v]",
                    "params": dict(encoder="glove-50d", head="bigru", epochs=15, lr=2e-3, max_length=200,
                                   patience=None)},
@@ -57,12 +59,24 @@ def _scores(name: str, links, train_idx, query_idx, device: str, seed: int, row_
     from ..data.vulcurator import training_pairs
     from ..models.pairs import PairScorer
 
-    pairs, labels = training_pairs(links, train_idx, negatives_per_positive=4, seed=seed)
+    pairs, labels = training_pairs(links, train_idx, seed=seed,
+                                   **ROWS[name].get("pairs", {"negatives_per_positive": 4}))
     scorer = PairScorer(**ROWS[name]["params"], seed=seed, device=device, validation_fraction=0.0)
     with Stopwatch() as fit:
         scorer.fit(pairs, labels)
     return scorer, {"train_seconds": round(fit.seconds, 1), "n_train_pairs": len(pairs),
                     "history": scorer.info_.get("history") or scorer.info_.get("fit", {}).get("best")}
+
+
+def first_ranked(scores: np.ndarray, messages: list[str]) -> dict:
+    """Which commits come first, over all queries: a scorer that reads the query puts different commits first for
+    different CVEs; one that ranks by the commit alone puts the same one (or the same message) first for all."""
+    top = np.asarray(scores).argmax(axis=1)
+    texts = [messages[int(t)] for t in top]
+    common = max(set(texts), key=texts.count) if texts else ""
+    return {"distinct_commits": int(len(set(top.tolist()))), "distinct_messages": int(len(set(texts))),
+            "most_common_share": round(texts.count(common) / len(texts), 4) if texts else 0.0,
+            "most_common_message": common[:120]}
 
 
 def _fused(ranked: list[np.ndarray], k: int = 60) -> np.ndarray:
@@ -126,11 +140,13 @@ def run(data: str | Path, out: str | Path, *, rows: list[str] | None = None, dev
                         extra["rank_seconds"] = round(inf.seconds, 1)
                         val_scores = got.rank([links.descriptions[j] for j in split["val"]], links.messages)
             test_scores[name] = scores
+            np.save(row_dir / "test_scores.npy", np.asarray(scores, dtype=np.float32), allow_pickle=False)
             gold = [links.gold[j] for j in split["test"]]
             report = ranking_report(scores, gold)
             row = {"name": name, "title": ROWS[name]["title"], "kind": ROWS[name]["kind"], "status": "ok",
                    **{k: round(float(report[k]), 4) for k in ("recall@1", "recall@5", "recall@10", "mrr")},
                    "median_rank": float(report["median_rank"]), "ranks": [int(r) for r in report["ranks"]],
+                   "first_ranked": first_ranked(scores, links.messages),
                    "seconds": round(sw.seconds, 1), "peak_memory_mb": round(mem.peak_mb, 1), **extra}
             if val_scores is not None:
                 vgold = [links.gold[j] for j in split["val"]]
@@ -179,20 +195,24 @@ def write(results: dict, out: Path) -> None:
              f"Test CVEs: {n['test']}.",
              f"Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
              + (f", {hw['gpu']}" if hw.get("gpu") else ", no GPU") + ".", "",
-             "| row | recall@1 | recall@5 | recall@10 | MRR | median rank | train s | total s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| row | recall@1 | recall@5 | recall@10 | MRR | median rank | distinct first | train s | total s | "
+             "peak MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         if r.get("status") != "ok":
-            lines.append(f"| {r['name']} | failed: {r.get('error')} | | | | | | | |")
+            lines.append(f"| {r['name']} | failed: {r.get('error')} | | | | | | | | |")
             continue
+        first = r.get("first_ranked")
         lines.append(f"| {r['name']} ({r['kind']}) | {r['recall@1']:.3f} | {r['recall@5']:.3f} | "
                      f"{r['recall@10']:.3f} | **{r['mrr']:.3f}** | {r['median_rank']:g} | "
+                     f"{first['distinct_messages'] if first else '–'} | "
                      f"{r.get('train_seconds', '–')} | {r['seconds']} | {r['peak_memory_mb']} |")
     thr = [r for r in results["rows"] if r.get("threshold") and r["name"] == "minilm-frozen"]
     if thr:
         t = thr[0]["threshold"]
         lines += ["", f"Application threshold (frozen MiniLM cosine, F1 on validation pairs): {t['threshold']:.3f} "
                       f"(precision {t['validation']['precision']:.2f}, recall {t['validation']['recall']:.2f})."]
+    lines += ["", f"*distinct first*: how many different commit messages some test CVE ranks first (of "
+                  f"{n['test']}); a scorer that ignores the description puts one message first for all."]
     lines += ["", "Reference points (other data):", ""] + [f"- {p['name']}: {p['value']}" for p in results["published"]]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ok = {r["name"]: {"ranks": r["ranks"], "mrr": r["mrr"]} for r in results["rows"] if r.get("status") == "ok"}

@@ -115,31 +115,50 @@ def grouped_split(n_cves: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), see
 
 
 def training_pairs(links: FixLinks, cve_idx: Iterable[int], negatives_per_positive: int = 4,
-                   seed: int = 13) -> tuple[list[tuple[str, str]], list[int]]:
+                   seed: int = 13, description_negatives: int = 0) -> tuple[list[tuple[str, str]], list[int]]:
     """(description, message) pairs: label 1 for each fix commit, 0 for commits drawn from those not fixing it.
 
     Negatives come only from the fix commits of the CVEs in ``cve_idx``: a commit of a validation or test CVE
     used as a negative would be trained on (pushed away from everything it is paired with), so the test ranking
-    would no longer measure commits the model has never seen.
+    would no longer measure commits the model has never seen.  Negatives are chosen by message *text*: TensorFlow
+    fixes several CVEs with commits of one message ("Prevent division by 0" five times), and such a message drawn
+    as a negative for a CVE it also fixes would be labelled 0 and 1 at once.
+
+    ``description_negatives``: for each positive (description, message), that many more pairs of the same message
+    with descriptions of other CVEs, labelled 0.  With message-side negatives alone a message that fixes several
+    training CVEs is positive more often than not, whatever it is paired with, and a pair model learns the
+    message's look instead of the match; pairing every positive message with other descriptions too leaves the
+    message alone nothing to predict (the query-side negatives of cross-encoder training recipes).
     """
     idx = [int(i) for i in cve_idx]
     _check_indices(idx, len(links.cves))
-    if negatives_per_positive < 0:
-        raise ConfigError(f"negatives_per_positive must be >= 0, got {negatives_per_positive}")
+    if negatives_per_positive < 0 or description_negatives < 0:
+        raise ConfigError(f"negative counts must be >= 0, got {negatives_per_positive} and {description_negatives}")
     allowed = sorted(set().union(*(links.gold[i] for i in idx))) if idx else []
+    gold_text = {i: {links.messages[j] for j in links.gold[i]} for i in idx}
     rng = np.random.default_rng(seed)
     pairs: list[tuple[str, str]] = []
     labels: list[int] = []
+
+    def draw(pool: list, k: int) -> list:
+        take = min(k, len(pool))
+        return [pool[int(n)] for n in rng.choice(len(pool), size=take, replace=False)] if take else []
+
     for i in idx:
         description = links.descriptions[i]
-        others = [j for j in allowed if j not in links.gold[i]]
+        others = [j for j in allowed if links.messages[j] not in gold_text[i]]
         for j in sorted(links.gold[i]):
             pairs.append((description, links.messages[j]))
             labels.append(1)
-            take = min(negatives_per_positive, len(others))
-            for n in rng.choice(len(others), size=take, replace=False) if take else []:
-                pairs.append((description, links.messages[others[int(n)]]))
+            for n in draw(others, negatives_per_positive):
+                pairs.append((description, links.messages[n]))
                 labels.append(0)
+            if description_negatives:
+                strangers = [c for c in idx if links.messages[j] not in gold_text[c]
+                             and links.descriptions[c] != description]
+                for c in draw(strangers, description_negatives):
+                    pairs.append((links.descriptions[c], links.messages[j]))
+                    labels.append(0)
     return pairs, labels
 
 
