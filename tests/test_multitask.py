@@ -123,3 +123,21 @@ def test_train_tasks_file_on_the_command_line(tmp_path):
                                        '[tasks.b]\nkind = "ner"\ndata = "y.txt"\n', encoding="utf-8")
     res = runner.invoke(app, ["train", "--tasks", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown key(s) ['colour']" in res.output and "[tasks.a]" in res.output
+
+
+@pytest.mark.slow
+def test_each_classification_task_weighs_its_own_classes():
+    texts, labels = sentiment_data(24)
+    skewed = Examples(texts[:14], ["rare"] * 2 + ["common"] * 12)
+    tasks = {"skewed": TaskData("classification", skewed),
+             "even": TaskData("classification", Examples(texts, labels))}
+    model = MultiTaskModel("minilm", epochs=1, batch_size=8, max_length=16, seed=0, patience=None,
+                           class_weight="auto").fit(tasks, save_model=False)
+    w = model.tasks_["skewed"].fit_info_["class_weights"]
+    assert w["rare"] == pytest.approx(6 * w["common"])  # inverse frequency: 12 against 2
+    even = model.tasks_["even"].fit_info_["class_weights"]
+    assert even["positive"] == pytest.approx(even["negative"])
+    plain = MultiTaskModel("minilm", epochs=1, batch_size=8, max_length=16, seed=0, patience=None).fit(
+        tasks, save_model=False)
+    assert plain.tasks_["skewed"].fit_info_["class_weights"] is None
+    assert plain.tasks_["skewed"].task_.criterion.weight is None

@@ -385,3 +385,28 @@ def test_scan_calls_a_record_that_repeats_an_advisory_probably_disclosed(world, 
                  progress=False, disclosure=DisclosureCheck.default())
     dep = next(d for d in fixed.dependencies if d.dependency.name == "acme-parser")
     assert next(i for i in dep.items if i.record["title"].startswith("Heap")).status == "early warning"
+
+
+@pytest.mark.slow
+def test_a_shared_two_head_cascade_scores_saves_and_loads_like_two_models(security_data, tmp_path, monkeypatch):
+    from transferlab.vuln import cascade as C
+
+    monkeypatch.setitem(C.RECIPES, "tiny-shared", {"encoder": "minilm", "strategy": "finetune", "max_length": 32,
+                                                   "epochs": 1, "batch_size": 16, "class_weight": "auto"})
+    trained = train_cascade(tmp_path / "c", data=security_data, stage1_recipe="tiny-shared", shared=True,
+                            log=lambda m: None)
+    assert trained.stage1.module_.backbone is trained.stage2.module_.backbone  # one encoder, two heads
+    assert trained.info["shared_encoder"] and trained.info["recipes"] == {"stage1": "tiny-shared",
+                                                                          "stage2": "tiny-shared"}
+    for n, model in ((1, trained.stage1), (2, trained.stage2)):
+        report = trained.info[f"stage{n}"]
+        assert model.decision_["threshold"]["rule"] == "recall:0.8" and "calibration" in model.decision_
+        assert report["validation"]["recall"] >= 0.8 - 1e-9  # its own threshold, on its own validation part
+        assert 0 <= report["test"]["pr_auc"] <= 1 and report["shared"].startswith("one encoder")
+    texts = [VULN_TEXT, "The logo colour is slightly off on the settings page.", ""]
+    loaded = Cascade.load(tmp_path / "c")
+    want, got = trained.score(texts), loaded.score(texts)
+    np.testing.assert_allclose(got["stage1"], want["stage1"], atol=1e-5)
+    np.testing.assert_array_equal(got["flagged"], want["flagged"])
+    with pytest.raises(ConfigError, match="fine-tunes one transformer"):
+        train_cascade(tmp_path / "d", data=security_data, stage1_recipe="glove-dan", shared=True, log=lambda m: None)

@@ -217,7 +217,14 @@ class MultiTaskModel(Estimator):
         has_val = spec.validation is not None
         vits = view.backend_.prepare(spec.validation) if has_val else None
         if kind == CLASSIFICATION:
+            from ..training.imbalance import ImbalanceLoss, class_weights
+
             tg = view.task_.targets(spec.train)
+            # each classification task weighs its own classes (--class-weight, --loss), as `train` does
+            weight = class_weights(tg, view.labels_, tcfg.class_weight, multilabel=view.multilabel_)
+            view.task_.criterion = ImbalanceLoss(multilabel=view.multilabel_, weight=weight, kind=tcfg.loss,
+                                                 gamma=tcfg.focal_gamma, label_smoothing=tcfg.label_smoothing)
+            view.fit_info_["class_weights"] = None if weight is None else dict(zip(view.labels_, map(float, weight)))
             vgold = view.task_.targets(spec.validation, strict=False) if has_val else None
         else:  # a tagger's items are windows of sentences; it is judged on the sentences themselves
             tg = view._item_targets(its, view.task_.targets(spec.train))

@@ -240,6 +240,48 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
                    "labels": parts.description, "validation": validation, "test": test}
 
 
+def train_shared_stages(p1: "L.Parts", p2: "L.Parts", recipe_name: str, recalls: tuple[float, float],
+                        seed: int = 13, out_dir: Path | None = None, extra: dict | None = None
+                        ) -> tuple[TextClassifier, TextClassifier, dict, dict]:
+    """Both stages as one two-head model (multi-task): one fine-tuned transformer shared by a stage-1 and a stage-2
+    head, batches of both drawn in proportion to their size.  Each head then gets its own calibration and its
+    threshold for its target recall on its own validation part, exactly as :func:`train_stage` does, and is
+    measured on its held-out test part.  The heads are ordinary TextClassifiers sharing the encoder, so the
+    cascade scores, saves and loads them like two models (each saved folder carries the encoder)."""
+    import dataclasses
+
+    from ..models.multitask import MultiTaskModel, TaskData
+
+    options = recipe(recipe_name)
+    if options.get("strategy") != "finetune":
+        raise ConfigError(f"a shared two-head cascade fine-tunes one transformer; recipe {recipe_name!r} does not",
+                          hint="use a fine-tuned recipe, e.g. --stage1 minilm-finetune --shared")
+    parts = {1: p1, 2: p2}
+    train = {n: parts[n].train if not (extra or {}).get(n) else Examples.concat(
+        _with_origin(parts[n].train), _with_origin(extra[n]), source=f"{parts[n].train.source}+{extra[n].source}")
+        for n in (1, 2)}
+    model = MultiTaskModel(**options, seed=seed, task_sampling="proportional")
+    started = time.perf_counter()
+    model.fit({f"stage{n}": TaskData("classification", train[n], parts[n].validation) for n in (1, 2)},
+              out_dir=out_dir, save_model=False)
+    seconds = time.perf_counter() - started
+    heads, reports = [], []
+    for n in (1, 2):
+        head, positive = model.tasks_[f"stage{n}"], STAGES[n][0]
+        head.train_config_ = dataclasses.replace(head.train_config_, threshold=f"recall:{recalls[n - 1]}",
+                                                 positive=positive, calibration="temperature")
+        val = parts[n].validation
+        head.decision_ = head._fit_decision(head.train_config_, head.task_.targets(train[n]),
+                                            head.backend_.prepare(val), head.task_.targets(val, strict=False))
+        heads.append(head)
+        reports.append({"recipe": recipe_name, "shared": "one encoder, two heads (multi-task, proportional)",
+                        "target_recall": recalls[n - 1], "train_seconds": round(seconds, 1),
+                        "counts": parts[n].counts(), "n_extra": len((extra or {}).get(n) or []),
+                        "decision": "validation part", "labels": parts[n].description,
+                        "validation": _held_out(head, val, positive), "test": _held_out(head, parts[n].test, positive)})
+    return heads[0], heads[1], reports[0], reports[1]
+
+
 def _with_origin(ex):
     """A copy with an ``origin`` column (where each example came from), "?" where the data had none."""
     out = ex.subset(range(len(ex)))
@@ -251,8 +293,9 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
                   stage2_recipe: str = DEFAULT_STAGE2, stage1_recall: float = 0.8, stage2_recall: float = 0.8,
                   validation_from: str = "2018-01-01", test_from: str = "2020-01-01", farsec: bool = True,
                   max_farsec_negatives: int | None = 3000, seed: int = 13, extra: dict | None = None,
-                  log: Callable[[str], None] = print) -> Cascade:
-    """Train both stages from the label sources (see :mod:`labels`) and save the cascade in ``out``."""
+                  shared: bool = False, log: Callable[[str], None] = print) -> Cascade:
+    """Train both stages from the label sources (see :mod:`labels`) and save the cascade in ``out``.  ``shared``:
+    one fine-tuned encoder with a head per stage (multi-task, ``stage1_recipe``) instead of two models."""
     out = Path(out)
     started = time.perf_counter()
     log(f"stage 1 data: Matomo by time (validation from {validation_from}, test from {test_from})"
@@ -260,17 +303,32 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
     p1 = L.stage1(data, validation_from=validation_from, test_from=test_from, farsec=farsec,
                   max_farsec_negatives=max_farsec_negatives, seed=seed)
     log(f"  {p1.counts()}")
-    log(f"stage 1: training {stage1_recipe} (threshold for recall {stage1_recall} on validation)")
-    m1, r1 = train_stage(p1, 1, stage1_recipe, stage1_recall, seed, out / "stage1", (extra or {}).get(1))
-    log(f"  held-out test: PR-AUC {r1['test'].get('pr_auc', float('nan')):.3f}, "
-        f"recall {r1['test'].get('recall', float('nan')):.3f}, precision {r1['test'].get('precision', float('nan')):.3f}")
-    p2 = L.stage2(data, seed=seed)
-    log(f"stage 2 data: {p2.counts()}")
-    log(f"stage 2: training {stage2_recipe} (threshold for recall {stage2_recall} on validation)")
-    m2, r2 = train_stage(p2, 2, stage2_recipe, stage2_recall, seed, out / "stage2", (extra or {}).get(2))
-    log(f"  held-out test: PR-AUC {r2['test'].get('pr_auc', float('nan')):.3f}, "
-        f"recall {r2['test'].get('recall', float('nan')):.3f}, precision {r2['test'].get('precision', float('nan')):.3f}")
-    info = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+
+    def held(r: dict) -> None:
+        t = r["test"]
+        log(f"  held-out test: PR-AUC {t.get('pr_auc', float('nan')):.3f}, recall {t.get('recall', float('nan')):.3f}, "
+            f"precision {t.get('precision', float('nan')):.3f}")
+
+    if shared:
+        p2 = L.stage2(data, seed=seed)
+        log(f"stage 2 data: {p2.counts()}")
+        log(f"stages 1 and 2: one {stage1_recipe} encoder, two heads (thresholds for recall {stage1_recall} and "
+            f"{stage2_recall} on validation)")
+        m1, m2, r1, r2 = train_shared_stages(p1, p2, stage1_recipe, (stage1_recall, stage2_recall), seed,
+                                             out / "shared", extra)
+        held(r1)
+        held(r2)
+        stage2_recipe = stage1_recipe
+    else:
+        log(f"stage 1: training {stage1_recipe} (threshold for recall {stage1_recall} on validation)")
+        m1, r1 = train_stage(p1, 1, stage1_recipe, stage1_recall, seed, out / "stage1", (extra or {}).get(1))
+        held(r1)
+        p2 = L.stage2(data, seed=seed)
+        log(f"stage 2 data: {p2.counts()}")
+        log(f"stage 2: training {stage2_recipe} (threshold for recall {stage2_recall} on validation)")
+        m2, r2 = train_stage(p2, 2, stage2_recipe, stage2_recall, seed, out / "stage2", (extra or {}).get(2))
+        held(r2)
+    info = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "shared_encoder": shared,
             "recipes": {"stage1": stage1_recipe, "stage2": stage2_recipe},
             "stage1": r1, "stage2": r2, "seconds": round(time.perf_counter() - started, 1),
             "data": str(L.data_dir(data))}

@@ -129,6 +129,8 @@ def train_cmd(
     farsec_negatives: int = typer.Option(3000, "--farsec-negatives", help="keep at most this many non-security "
                                          "FARSEC reports, drawn at random (all 193 security ones are kept); 0 = all"),
     seed: int = typer.Option(13, "--seed"),
+    shared: bool = typer.Option(False, "--shared", help="one fine-tuned encoder with a head per stage (multi-task, "
+                                "the --stage1 recipe, e.g. minilm-finetune) instead of two models"),
 ):
     """Train the two-stage cascade from the label sources; prints and stores each stage's held-out figures."""
     from .cascade import train_cascade
@@ -136,7 +138,7 @@ def train_cmd(
     cascade = train_cascade(out_dir, data=data_dir, stage1_recipe=stage1, stage2_recipe=stage2,
                             stage1_recall=stage1_recall, stage2_recall=stage2_recall, validation_from=validation_from,
                             test_from=test_from, farsec=not no_farsec, max_farsec_negatives=farsec_negatives or None,
-                            seed=seed, log=lambda m: err.print(escape(m), highlight=False))
+                            seed=seed, shared=shared, log=lambda m: err.print(escape(m), highlight=False))
     err.print(f"cascade {cascade.version} in {escape(str(out_dir))}; held-out figures in cascade.json")
 
 
