@@ -410,3 +410,25 @@ def test_a_shared_two_head_cascade_scores_saves_and_loads_like_two_models(securi
     np.testing.assert_array_equal(got["flagged"], want["flagged"])
     with pytest.raises(ConfigError, match="fine-tunes one transformer"):
         train_cascade(tmp_path / "d", data=security_data, stage1_recipe="glove-dan", shared=True, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_stage1_can_start_from_an_intermediate_model(security_data, tmp_path):
+    from transferlab.models.classifier import TextClassifier
+
+    farsec = L.read_farsec(security_data)
+    first = TextClassifier("glove-50d", "dan", epochs=2, max_length=32, seed=0, validation_fraction=0.0)
+    first.fit(list(farsec["text"]), [L.SECURITY if s else L.NOT_SECURITY for s in farsec["security"]],
+              out_dir=tmp_path / "farsec")
+    runner = CliRunner()
+    res = runner.invoke(app, ["vuln", "train", "--data-dir", str(security_data), "--stage1", "glove-dan",
+                              "--stage2", "glove-dan", "--no-farsec", "--stage1-init-from", str(tmp_path / "farsec"),
+                              "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "c" / "cascade.json").read_text())
+    assert info["stage1"]["init_from"] == str(tmp_path / "farsec") and "init_from" not in info["stage2"]
+    stage1 = json.loads((tmp_path / "c" / "stage1" / "config.json").read_text())
+    assert stage1["fit"]["init_from"]["words_carried"] > 10  # the FARSEC model's word rows carried over
+    res = runner.invoke(app, ["vuln", "train", "--data-dir", str(security_data), "--stage1", "minilm-frozen",
+                              "--stage1-init-from", str(tmp_path / "farsec"), "--out", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "init" in res.output.lower()

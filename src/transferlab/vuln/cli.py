@@ -131,6 +131,9 @@ def train_cmd(
     seed: int = typer.Option(13, "--seed"),
     shared: bool = typer.Option(False, "--shared", help="one fine-tuned encoder with a head per stage (multi-task, "
                                 "the --stage1 recipe, e.g. minilm-finetune) instead of two models"),
+    stage1_init_from: Optional[Path] = typer.Option(None, "--stage1-init-from", help="sequential transfer: stage 1's "
+                                                    "encoder starts from this model folder's (e.g. a `transferlab "
+                                                    "train` run on FARSEC, with a --stage1 recipe whose encoder trains)"),
 ):
     """Train the two-stage cascade from the label sources; prints and stores each stage's held-out figures."""
     from .cascade import train_cascade
@@ -138,7 +141,7 @@ def train_cmd(
     cascade = train_cascade(out_dir, data=data_dir, stage1_recipe=stage1, stage2_recipe=stage2,
                             stage1_recall=stage1_recall, stage2_recall=stage2_recall, validation_from=validation_from,
                             test_from=test_from, farsec=not no_farsec, max_farsec_negatives=farsec_negatives or None,
-                            seed=seed, shared=shared, log=lambda m: err.print(escape(m), highlight=False))
+                            seed=seed, shared=shared, stage1_init_from=stage1_init_from, log=lambda m: err.print(escape(m), highlight=False))
     err.print(f"cascade {cascade.version} in {escape(str(out_dir))}; held-out figures in cascade.json")
 
 
