@@ -43,6 +43,10 @@ RECIPES: dict[str, dict] = {
                       "head_solver": "lbfgs", "class_weight": "auto"},
     "minilm-finetune": {"encoder": "minilm", "strategy": "finetune", "max_length": 256, "truncation": "head+tail",
                         "epochs": 2, "metric": "pr_auc", "class_weight": "auto"},
+    # the setting of the fine-tuned row of benchmarks/vuln/NOTES.md (~35 CPU minutes on Matomo + FARSEC): the base
+    # of the multi-task (--shared) and sequential (--stage1-init-from) comparisons
+    "minilm-finetune-128": {"encoder": "minilm", "strategy": "finetune", "max_length": 128, "truncation": "head+tail",
+                            "epochs": 1, "metric": "pr_auc", "class_weight": "auto"},
     # the hybrid family: the frozen MiniLM embedding and 300 latent TF-IDF dimensions, one logistic regression
     "minilm-frozen-tfidf": {"encoder": "minilm", "strategy": "frozen", "max_length": 128, "truncation": "head+tail",
                             "head_solver": "lbfgs", "class_weight": "auto", "tfidf_dim": 300},
