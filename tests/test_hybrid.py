@@ -41,3 +41,43 @@ def test_the_hybrid_trains_saves_and_loads(tmp_path):
         TextClassifier("minilm", tfidf_dim=32).fit(data)
     with pytest.raises(ConfigError, match="frozen sentence encoder"):
         TextClassifier("glove-50d", tfidf_dim=32).fit(data)
+
+
+def test_stacked_tfidf_scores_training_texts_out_of_fold_until_training_ends(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from transferlab.bench.peers import tfidf_vectorizer
+    from transferlab.encoders.tfidf import TfidfStack, load_block
+
+    data = skewed_security()
+    block = TfidfStack.fit(data.texts, data.labels, seed=0)
+    # a text it trained on: while training, its out-of-fold score, not the in-sample one of the final model
+    in_sample = np.asarray(block.vectorizer.transform(data.texts[:20]) @ block.coef.T) + block.intercept
+    during = block.transform(data.texts[:20])
+    assert block.dim == 1 and not np.allclose(during, in_sample)
+    # the final model is scikit-learn's own fit on all the texts
+    X = tfidf_vectorizer(min_df=2, max_features=200_000).fit_transform(data.texts)
+    ref = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(X, data.labels)
+    block.end_fit()
+    np.testing.assert_allclose(block.transform(data.texts[:20]).ravel(), ref.decision_function(X[:20]), atol=1e-4)
+    hashes = block.save(tmp_path)
+    again = load_block(tmp_path, hashes)
+    assert isinstance(again, TfidfStack)
+    probe = data.texts[:5] + ["never seen words", ""]
+    np.testing.assert_allclose(again.transform(probe), block.transform(probe), atol=1e-5)
+
+
+def test_the_stacked_hybrid_trains_saves_and_loads_and_is_small(tmp_path):
+    data = skewed_security()
+    clf = TextClassifier("minilm", strategy="frozen", head_solver="lbfgs", tfidf_stack=True, max_length=32)
+    clf.fit(data, out_dir=tmp_path / "m")
+    assert clf.backend_.info["dim"] == 384 + 1 and clf.backend_.info["tfidf_kind"] == "stack"
+    assert clf.backend_._tfidf.oof is None  # training over: training texts are scored like any other
+    assert clf.score(data.texts[:40], data.labels[:40]) >= 0.9
+    loaded = TextClassifier.load(tmp_path / "m")
+    probe = data.texts[:5] + ["", "overflow " * 20000]
+    np.testing.assert_allclose(loaded.predict_proba(probe), clf.predict_proba(probe), atol=1e-5)
+    with pytest.raises(ConfigError, match="choose one"):
+        TextClassifier("minilm", strategy="frozen", tfidf_dim=8, tfidf_stack=True).fit(data)
+    with pytest.raises(ConfigError, match="frozen sentence encoder"):
+        TextClassifier("glove-50d", tfidf_stack=True).fit(data)

@@ -128,6 +128,9 @@ def train(
     tfidf_dim: int = typer.Option(0, "--tfidf-dim", help="the hybrid family (--strategy frozen): append this many "
                                   "latent dimensions of word 1-2-gram TF-IDF (fitted on the training texts) to the "
                                   "sentence embedding, e.g. 300"),
+    tfidf_stack: bool = typer.Option(False, "--tfidf-stack", help="the stacked hybrid (--strategy frozen): append the "
+                                     "out-of-fold score of a TF-IDF + logistic regression model instead (every "
+                                     "n-gram kept, a few MB)"),
     cv: Optional[int] = typer.Option(None, "--cv", help="fit --threshold/--calibration on the out-of-fold scores of a "
                                      "K-fold cross-validation over training + validation data, then refit on all of "
                                      "it (for few positives: under 20 in the validation part)"),
@@ -180,7 +183,7 @@ def train(
             ("--positive", positive), ("--class-weight", class_weight), ("--sampler", sampler),
             ("--loss", loss != "ce"), ("--label-smoothing", label_smoothing), ("--head-solver", head_solver),
             ("--pooling", pooling != "mean"), ("--truncation", truncation != "head"), ("--cv", cv),
-            ("--tfidf-dim", tfidf_dim)) if used]
+            ("--tfidf-dim", tfidf_dim), ("--tfidf-stack", tfidf_stack)) if used]
         if unused:
             raise DataError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to named-entity "
                             "recognition",
@@ -226,7 +229,8 @@ def train(
                          loss=loss, focal_gamma=focal_gamma,
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
                          calibration=calibration, threshold=threshold, positive=positive,
-                         init_from=str(init_from) if init_from else None, cv_folds=cv, tfidf_dim=tfidf_dim)
+                         init_from=str(init_from) if init_from else None, cv_folds=cv, tfidf_dim=tfidf_dim,
+                         tfidf_stack=tfidf_stack)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
     if extra_info is not None:

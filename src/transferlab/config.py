@@ -60,6 +60,9 @@ class ModelConfig:
     # the hybrid family: this many latent (SVD) dimensions of word 1-2-gram TF-IDF, fitted on the training texts,
     # appended to a frozen sentence encoder's embedding (encoders/tfidf.py); 0 = none
     tfidf_dim: int = 0
+    # the hybrid family, stacked: the out-of-fold decision score of a TF-IDF + logistic regression model instead
+    # (every n-gram kept, a few MB; encoders/tfidf.TfidfStack)
+    tfidf_stack: bool = False
     # sequential transfer: start the encoder from an earlier model's (a folder from `train`), head replaced
     init_from: str | None = None
     trust_remote_code: bool = False
@@ -100,11 +103,13 @@ class ModelConfig:
                 raise ConfigError(f"context {self.context} must be at least 0 and under half of max_length "
                                   f"({self.max_length}): the sentence itself needs room",
                                   hint="e.g. --context 32 with --max-length 128")
-        if self.tfidf_dim:
+        if self.tfidf_dim and self.tfidf_stack:
+            raise ConfigError("--tfidf-dim and --tfidf-stack are two kinds of hybrid: choose one")
+        if self.tfidf_dim or self.tfidf_stack:
             if self.tfidf_dim < 0 or fam != FROZEN_FEATURES or task != CLASSIFICATION:
                 raise ConfigError("TF-IDF features are appended to a frozen sentence encoder's embedding, for text "
                                   "classification", hint="use --strategy frozen with a transformer encoder, or drop "
-                                  "--tfidf-dim")
+                                  "--tfidf-dim/--tfidf-stack")
         self.head_solver = self.head_solver or ("lbfgs" if self.strategy == "contrastive" else "adamw")
         if self.head_solver not in ("adamw", "lbfgs"):
             raise ConfigError(f"head solver {self.head_solver!r} is unknown", hint="adamw or lbfgs")

@@ -1,6 +1,7 @@
 """TF-IDF features beside a frozen sentence encoder's (the hybrid family): word 1-2-gram TF-IDF (sublinear term
 frequency, the TF-IDF peer's settings) fitted on the training texts, reduced by truncated SVD (latent semantic
-analysis) to a dense block of ``dim`` features, scaled to unit length like the sentence embedding it is appended to.
+analysis) to a dense block of ``dim`` features, scaled to unit length like the sentence embedding it is appended to
+(:class:`TfidfBlock`); or the out-of-fold decision score of a TF-IDF logistic regression, stacked (:class:`TfidfStack`).
 
 Why: on security issue text, rare exact terms (CVE ids, "XSS", function names) carry signal a sentence encoder
 averages away, and TF-IDF + logistic regression beats a frozen encoder there; the hybrid gives one head both views.
@@ -52,11 +53,7 @@ class TfidfBlock:
 
         from .zoo import sha256_file
 
-        vocab = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
-        params = {k: self.vectorizer.get_params()[k] for k in ("ngram_range", "min_df", "sublinear_tf",
-                                                                "strip_accents", "lowercase")}
-        (folder / VOCAB).write_text(json.dumps({"params": params, "vocabulary": vocab}, ensure_ascii=False),
-                                    encoding="utf-8")
+        _write_vocabulary(folder, self.vectorizer)
         save_file({"idf": np.ascontiguousarray(self.vectorizer.idf_, dtype=np.float64),
                    "components": self.components},
                   str(folder / TENSORS))
@@ -64,22 +61,109 @@ class TfidfBlock:
 
     @classmethod
     def load(cls, folder: Path, hashes: dict[str, str]) -> "TfidfBlock":
-        from safetensors.numpy import load_file
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        return load_block(folder, hashes)
+
+
+def _write_vocabulary(folder: Path, vectorizer, kind: str = "lsa") -> None:
+    vocab = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
+    params = {k: vectorizer.get_params()[k] for k in ("ngram_range", "min_df", "sublinear_tf", "strip_accents",
+                                                       "lowercase")}
+    (folder / VOCAB).write_text(json.dumps({"kind": kind, "params": params, "vocabulary": vocab},
+                                           ensure_ascii=False), encoding="utf-8")
+
+
+def load_block(folder: Path, hashes: dict[str, str]):
+    """A saved TF-IDF block, either kind (``lsa``: :class:`TfidfBlock`, ``stack``: :class:`TfidfStack`), after
+    checking both files against the SHA-256 in config.json."""
+    from safetensors.numpy import load_file
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from .zoo import sha256_file
+
+    for name in (VOCAB, TENSORS):
+        path = folder / name
+        if not path.is_file():
+            raise ModelFileError(f"{name} is missing", where=str(folder), hint="copy the whole model folder")
+        if sha256_file(path) != hashes.get(name):
+            raise ModelFileError(f"{name} was altered or corrupted (SHA-256 differs from config.json)",
+                                 where=str(path), hint="restore it from the original run or retrain")
+    doc = json.loads((folder / VOCAB).read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / TENSORS))
+    params = dict(doc["params"], ngram_range=tuple(doc["params"]["ngram_range"]))
+    vec = TfidfVectorizer(**params)
+    vec.vocabulary_ = doc["vocabulary"]
+    vec.idf_ = tensors["idf"]
+    if doc.get("kind", "lsa") == "stack":
+        return TfidfStack(vec, tensors["coef"], tensors["intercept"])
+    return TfidfBlock(vec, tensors["components"])
+
+
+class TfidfStack:
+    """Stacking (Wolpert 1992): the decision score of a word 1-2-gram TF-IDF + logistic regression model, appended
+    to a frozen sentence encoder's embedding, so one head weighs both views.
+
+    Why beside :class:`TfidfBlock`: the SVD block keeps a dense (dim x vocabulary) matrix (165 MB for Matomo's
+    136k n-grams, too big to ship) and squeezes out exactly the rare exact terms the hybrid is for; the stacked score
+    keeps every n-gram at the cost of one coefficient each.  A training text's own score would be in-sample (the
+    TF-IDF model has seen its label, so the head would learn to trust it too much): training texts get their
+    out-of-fold scores (``folds``-fold, stratified) while the model trains, every other text the model fitted on
+    all of them.  ``end_fit`` drops the out-of-fold table, so a fitted and a reloaded model score alike.
+    """
+
+    kind = "stack"
+
+    def __init__(self, vectorizer, coef: np.ndarray, intercept: np.ndarray):
+        self.vectorizer = vectorizer
+        self.coef = np.ascontiguousarray(coef, dtype=np.float32)
+        self.intercept = np.ascontiguousarray(intercept, dtype=np.float32).reshape(-1)
+        self.oof: dict[str, np.ndarray] | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.coef.shape[0])
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[str], seed: int, *, folds: int = 5,
+            C: float = 1.0) -> "TfidfStack":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+        from ..bench.peers import tfidf_vectorizer
+        from ..errors import DataError
+
+        texts, labels = list(texts), list(labels)
+        counts = {lab: labels.count(lab) for lab in set(labels)}
+        k = min(int(folds), min(counts.values()))
+        if len(counts) < 2 or k < 2:
+            raise DataError(f"stacked TF-IDF scores need at least two examples of each of two classes; the training "
+                            f"part has {counts}", hint="drop --tfidf-stack, or add examples")
+        vec = tfidf_vectorizer(min_df=1 if len(texts) < 50 else 2, max_features=200_000)
+        X = vec.fit_transform(texts)
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+        oof = cross_val_predict(lr, X, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
+                                method="decision_function")
+        lr.fit(X, labels)
+        block = cls(vec, lr.coef_, lr.intercept_)
+        block.oof = dict(zip(texts, np.asarray(oof, np.float32).reshape(len(texts), -1)))
+        return block
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        z = np.asarray(self.vectorizer.transform(list(texts)) @ self.coef.T, dtype=np.float32) + self.intercept
+        if self.oof:
+            for i, text in enumerate(texts):
+                if text in self.oof:
+                    z[i] = self.oof[text]
+        return z
+
+    def end_fit(self) -> None:
+        self.oof = None
+
+    def save(self, folder: Path) -> dict[str, str]:
+        from safetensors.numpy import save_file
 
         from .zoo import sha256_file
 
-        for name in (VOCAB, TENSORS):
-            path = folder / name
-            if not path.is_file():
-                raise ModelFileError(f"{name} is missing", where=str(folder), hint="copy the whole model folder")
-            if sha256_file(path) != hashes.get(name):
-                raise ModelFileError(f"{name} was altered or corrupted (SHA-256 differs from config.json)",
-                                     where=str(path), hint="restore it from the original run or retrain")
-        doc = json.loads((folder / VOCAB).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / TENSORS))
-        params = dict(doc["params"], ngram_range=tuple(doc["params"]["ngram_range"]))
-        vec = TfidfVectorizer(**params)
-        vec.vocabulary_ = doc["vocabulary"]
-        vec.idf_ = tensors["idf"]
-        return cls(vec, tensors["components"])
+        _write_vocabulary(folder, self.vectorizer, kind=self.kind)
+        save_file({"idf": np.ascontiguousarray(self.vectorizer.idf_, dtype=np.float64), "coef": self.coef,
+                   "intercept": self.intercept}, str(folder / TENSORS))
+        return {name: sha256_file(folder / name) for name in (VOCAB, TENSORS)}

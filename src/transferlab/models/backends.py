@@ -55,6 +55,9 @@ class Backend:
         return batch
 
     def prepare_texts(self, texts: Sequence[str]) -> list[dict]: ...
+
+    def end_fit(self) -> None:
+        """Training is over (a backend that scored training texts differently while it trained stops here)."""
     def collate_texts(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
 
     def length(self, item: dict) -> int:
@@ -172,6 +175,14 @@ class FrozenFeatureBackend(Backend):
 
             self._tfidf = TfidfBlock.fit(train.texts + (train.pairs or []), self.cfg.tfidf_dim, seed)
             self.info.update(tfidf_dim=self._tfidf.dim, dim=enc.dim + self._tfidf.dim)
+        elif self.cfg.tfidf_stack:  # the stacked hybrid: a TF-IDF model's out-of-fold scores beside the embedding
+            from ..encoders.tfidf import TfidfStack
+
+            if train.is_pair or train.multilabel:
+                raise ConfigError("stacked TF-IDF scores are for single texts with one label each",
+                                  where=train.source, hint="drop --tfidf-stack (or use --tfidf-dim)")
+            self._tfidf = TfidfStack.fit(train.texts, train.labels, seed)
+            self.info.update(tfidf_dim=self._tfidf.dim, tfidf_kind="stack", dim=enc.dim + self._tfidf.dim)
         if self.contrastive:
             from ..training.contrastive import tune_encoder
 
@@ -197,9 +208,9 @@ class FrozenFeatureBackend(Backend):
     def restore(self, folder, n_labels, info):
         self.info = dict(info)
         if info.get("tfidf_dim"):
-            from ..encoders.tfidf import TfidfBlock
+            from ..encoders.tfidf import load_block
 
-            self._tfidf = TfidfBlock.load(folder, info.get("tfidf_files") or {})
+            self._tfidf = load_block(folder, info.get("tfidf_files") or {})
         if self.resolved.local and not self.contrastive:  # refused at load, not at the first prediction
             refuse_folder_code(self.resolved.location, self.cfg.trust_remote_code)
         if self.contrastive:
@@ -219,6 +230,10 @@ class FrozenFeatureBackend(Backend):
                                         long_document=self.cfg.truncation, use_cache=False,
                                         trust_remote_code=self.cfg.trust_remote_code)
         return self._module(n_labels)
+
+    def end_fit(self):
+        if getattr(self, "_tfidf", None) is not None and hasattr(self._tfidf, "end_fit"):
+            self._tfidf.end_fit()  # from here on training texts are scored like any other
 
     def save_files(self, folder, module):
         if getattr(self, "_tfidf", None) is not None:

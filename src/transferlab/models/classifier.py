@@ -135,6 +135,7 @@ class TextClassifier(Estimator):
                               callbacks=callbacks, device=self.device_, draw=draw)
             self.history_ = trainer.fit(loop_items, loop_y, val_items, val_y)
             self.module_, best = trainer.module, trainer.best
+        self.backend_.end_fit()
         if oof is not None:
             self.decision_ = self._fit_decision(tcfg, train_y, None, oof["targets"], logits=oof["logits"])
             if self.decision_:
