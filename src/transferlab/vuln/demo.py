@@ -6,7 +6,8 @@ oss-security and Perceval mailing-list archives) -> scored by the cascade -> che
 (``demo_project/osv``: one real advisory, GHSA-x84v-xcm2-53pg for requests < 2.20.0) -> reports in five formats.
 
 The cascade is the one given, else the one shipped with TransferLab (``vuln/cascade_default``: two logistic-
-regression heads over the frozen MiniLM encoder, trained with ``transferlab vuln train`` on the label sources;
+regression heads over the frozen MiniLM encoder, stage 1's with a stacked TF-IDF score beside the embedding,
+trained with ``transferlab vuln train`` on the label sources;
 its held-out figures are in its ``cascade.json`` and benchmarks/vuln).  ``--retrain`` trains a fresh one from
 the label sources instead (about 15 minutes on two CPU cores), cached in ``$TRANSFERLAB_CACHE/vuln-cascade-demo``.
 """
