@@ -11,6 +11,7 @@ Families (``--families``):
 - ``glove-cnn``, ``glove-dan``: GloVe-50d word vectors with a CNN or a deep averaging network;
 - ``minilm-frozen``: the MiniLM sentence encoder, frozen, + logistic regression;
 - ``minilm-frozen-tfidf``: the hybrid: that embedding and 300 latent TF-IDF dimensions, + logistic regression;
+- ``minilm-frozen-tfidf-stack``: the stacked hybrid: that embedding and a TF-IDF model's out-of-fold score;
 - ``minilm-finetune``: MiniLM fine-tuned (hours on CPU: a GPU family).
 """
 
@@ -56,6 +57,11 @@ FAMILIES: dict[str, dict] = {
                                                              "tfidf_dim": 300},
                             "train": {"metric": "pr_auc"},
                             "grid": {"class_weight": ["auto", None], "loss": ["ce", "focal"]}},
+    "minilm-frozen-tfidf-stack": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "frozen",
+                                                                   "max_length": 256, "truncation": "head+tail",
+                                                                   "tfidf_stack": True, "head_solver": "lbfgs"},
+                                  "train": {"metric": "pr_auc"},
+                                  "grid": {"class_weight": ["auto", None], "head_c": [0.3, 1.0]}},
     "minilm-finetune": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "finetune",
                                                          "max_length": 256, "truncation": "head+tail"},
                         "train": {"epochs": 2, "metric": "pr_auc"},
