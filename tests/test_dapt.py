@@ -179,3 +179,34 @@ def test_early_stopping_keeps_the_lowest_loss_in_min_mode():
     assert loop.best == {"epoch": 2, "val_loss": 2.0} and float(loop.unwrapped.weight.detach()) == 2.0
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping("loss", 1, mode="lowest")
+
+
+@pytest.mark.slow
+def test_dapt_bench_adapts_once_and_compares_both_strategies_per_seed(tmp_path):
+    import json
+
+    from transferlab.bench import dapt
+
+    from conftest import sentiment_data, write_csv
+
+    texts, labels = sentiment_data(60)
+    data = write_csv(tmp_path / "reviews.csv", zip(texts, labels))
+    kw = dict(data=str(data), text_col="text", label_col="label", split="stratified:0.5,0.2,0.3", seeds=[0, 1],
+              max_train=30, max_validation=12, max_test=18, max_length=16, epochs=1, mlm_epochs=1, device="cpu")
+    said = []
+    res = dapt.run(tmp_path / "out", announce=said.append, **kw)
+    assert len(res["rows"]) == 2 * 2 * 2  # seeds x (base, adapted) x (fine-tuned, frozen)
+    assert set(res["summary"]) == {"minilm|finetune", "minilm|frozen", "minilm+dapt|finetune", "minilm+dapt|frozen"}
+    for strategy in ("finetune", "frozen"):
+        acc = {(r["seed"], r["encoder"]): r["test_accuracy"] for r in res["rows"] if r["strategy"] == strategy}
+        want = [round(100 * (acc[(s, "minilm+dapt")] - acc[(s, "minilm")]), 2) for s in (0, 1)]
+        assert res["gain_points"][strategy]["per_seed"] == pytest.approx(want, abs=0.01)
+    record = json.loads((tmp_path / "out" / "models" / "minilm-imdb" / "adaptation.json").read_text())
+    # the adaptation read the 30 train + 12 validation texts of the split, never the 18 test ones
+    assert record["data"]["n_texts"] + record["data"]["n_validation_texts"] == 30 + 12
+    assert res["n"]["mlm_texts"] == record["data"]["n_texts"]
+    assert (tmp_path / "out" / "dapt.png").stat().st_size > 0 and "adapted - base" in \
+        (tmp_path / "out" / "results.md").read_text()
+    said.clear()
+    dapt.run(tmp_path / "out", announce=said.append, **{**kw, "seeds": [0]})
+    assert any("reusing" in m for m in said)

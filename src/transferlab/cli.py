@@ -496,7 +496,8 @@ def bench(
                                 "--rows = families), farsec-choice (how often model choice lands near the best on "
                                 "small projects drawn from --data, holdout against cross-validation), distill (a GloVe CNN student of a "
                                 "fine-tuned MiniLM teacher on IMDB against the same CNN on labels alone; --seeds "
-                                "seeds from --seed), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "seeds from --seed), dapt (MiniLM against MiniLM after masked-LM on the IMDB train + validation reviews, "
+                                "fine-tuned and frozen, --seeds seeds; reduced setting by default), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
@@ -515,7 +516,7 @@ def bench(
     list_rows: bool = typer.Option(False, "--list", help="print the suite's rows and recipe folder, then stop"),
     encoder: str = typer.Option("minilm", help="few-shot: the sentence encoder both methods tune"),
     sizes: str = typer.Option("8,16,32,64", help="few-shot: labels per class, comma-separated"),
-    seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size; distill: seeds per student"),
+    seeds: int = typer.Option(3, help="few-shot: draws (seeds) per size; distill, dapt: seeds per row"),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="few-shot: also run the SetFit library"),
     truncation: str = typer.Option("head", help="few-shot: how ours cuts long texts, comma-separated to compare "
                                    "(head, head+tail); SetFit always keeps the head"),
@@ -573,6 +574,18 @@ def bench(
                     seeds=[seed + i for i in range(seeds)], copies=copies, temperature=temperature, alpha=alpha,
                     max_train=max_train, max_test=max_test, device=device,
                     announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+        return
+    if suite == "dapt":
+        from .bench import dapt
+
+        if out_dir is None:
+            raise DataError("--out is required", hint="e.g. --out benchmarks/dapt-imdb")
+        given = {k: v for k, v in dict(max_train=max_train, max_validation=max_validation, max_test=max_test,
+                                       max_length=max_length, epochs=epochs).items() if v is not None}
+        dapt.run(out_dir, data=data, text_col=text_col, label_col=label_col, split=split,
+                 seeds=[seed + i for i in range(seeds)], device=device,
+                 announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True), **given)
         print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
         return
     if suite == "conll2003":
