@@ -432,3 +432,16 @@ def test_stage1_can_start_from_an_intermediate_model(security_data, tmp_path):
     res = runner.invoke(app, ["vuln", "train", "--data-dir", str(security_data), "--stage1", "minilm-frozen",
                               "--stage1-init-from", str(tmp_path / "farsec"), "--out", str(tmp_path / "d")])
     assert res.exit_code != 0 and "init" in res.output.lower()
+
+
+@pytest.mark.slow
+def test_stage1_can_use_another_encoder_in_its_recipes_place(security_data, tmp_path):
+    from transferlab.encoders.zoo import resolve
+
+    folder = resolve("minilm").location  # a local transformer folder, as `adapt mlm` writes one
+    res = CliRunner().invoke(app, ["vuln", "train", "--data-dir", str(security_data), "--stage1", "minilm-frozen",
+                                   "--stage2", "glove-dan", "--stage1-encoder", folder, "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "c" / "cascade.json").read_text())
+    assert info["stage1"]["encoder"] == folder
+    assert json.loads((tmp_path / "c" / "stage1" / "config.json").read_text())["model"]["encoder"] == folder

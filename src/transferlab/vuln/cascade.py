@@ -223,17 +223,20 @@ def _held_out(model: TextClassifier, examples, positive: str, proba: np.ndarray 
 
 
 def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: float, seed: int = 13,
-                out_dir: Path | None = None, extra=None, init_from: str | Path | None = None
-                ) -> tuple[TextClassifier, dict]:
+                out_dir: Path | None = None, extra=None, init_from: str | Path | None = None,
+                encoder: str | None = None) -> tuple[TextClassifier, dict]:
     """Fit one stage on its train part (plus ``extra`` examples, e.g. triage verdicts), choose its threshold on
     validation for the target recall, and measure it on the held-out test part.  ``init_from``: sequential
-    transfer, the encoder starts from a model trained on an intermediate task (a recipe whose encoder trains)."""
+    transfer, the encoder starts from a model trained on an intermediate task (a recipe whose encoder trains).
+    ``encoder``: another encoder in the recipe's place (e.g. one adapted with ``transferlab adapt mlm``)."""
     from ..evaluation.decision import FEW_POSITIVES
 
     positive = STAGES[stage][0]
     options = recipe(recipe_name)
     if init_from is not None:  # the classifier refuses what cannot carry over (a frozen encoder, another family)
         options["init_from"] = str(init_from)
+    if encoder is not None:
+        options["encoder"] = str(encoder)
     # few validation examples of a class (the recall or the false-positive rate of the threshold would rest on
     # them): the threshold and calibration come from out-of-fold scores of a 5-fold cross-validation over training +
     # validation data instead (the test part stays untouched)
@@ -251,6 +254,7 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
         if few else _held_out(model, parts.validation, positive)
     return model, {"recipe": recipe_name, "target_recall": target_recall, "train_seconds": round(seconds, 1),
                    **({"init_from": str(init_from)} if init_from is not None else {}),
+                   **({"encoder": str(encoder)} if encoder is not None else {}),
                    "counts": parts.counts(), "n_extra": 0 if extra is None else len(extra),
                    "decision": "5-fold cross-validation (a class has fewer than "
                                f"{FEW_POSITIVES} validation examples)" if few else "validation part",
@@ -311,10 +315,11 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
                   validation_from: str = "2018-01-01", test_from: str = "2020-01-01", farsec: bool = True,
                   max_farsec_negatives: int | None = 3000, seed: int = 13, extra: dict | None = None,
                   shared: bool = False, stage1_init_from: str | Path | None = None,
-                  log: Callable[[str], None] = print) -> Cascade:
+                  stage1_encoder: str | None = None, log: Callable[[str], None] = print) -> Cascade:
     """Train both stages from the label sources (see :mod:`labels`) and save the cascade in ``out``.  ``shared``:
     one fine-tuned encoder with a head per stage (multi-task, ``stage1_recipe``) instead of two models.
-    ``stage1_init_from``: stage 1's encoder starts from that model folder's (sequential transfer)."""
+    ``stage1_init_from``: stage 1's encoder starts from that model folder's (sequential transfer).
+    ``stage1_encoder``: stage 1 uses this encoder instead of its recipe's (e.g. a domain-adapted one)."""
     out = Path(out)
     started = time.perf_counter()
     log(f"stage 1 data: Matomo by time (validation from {validation_from}, test from {test_from})"
@@ -328,8 +333,9 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
         log(f"  held-out test: PR-AUC {t.get('pr_auc', float('nan')):.3f}, recall {t.get('recall', float('nan')):.3f}, "
             f"precision {t.get('precision', float('nan')):.3f}")
 
-    if shared and stage1_init_from is not None:
-        raise ConfigError("--shared and --stage1-init-from do not combine here", hint="choose one")
+    if shared and (stage1_init_from is not None or stage1_encoder is not None):
+        raise ConfigError("--shared takes its encoder from the --stage1 recipe", hint="drop --stage1-init-from "
+                          "and --stage1-encoder, or --shared")
     if shared:
         p2 = L.stage2(data, seed=seed)
         log(f"stage 2 data: {p2.counts()}")
@@ -343,7 +349,7 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
     else:
         log(f"stage 1: training {stage1_recipe} (threshold for recall {stage1_recall} on validation)")
         m1, r1 = train_stage(p1, 1, stage1_recipe, stage1_recall, seed, out / "stage1", (extra or {}).get(1),
-                             init_from=stage1_init_from)
+                             init_from=stage1_init_from, encoder=stage1_encoder)
         held(r1)
         p2 = L.stage2(data, seed=seed)
         log(f"stage 2 data: {p2.counts()}")

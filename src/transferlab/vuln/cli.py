@@ -135,6 +135,8 @@ def train_cmd(
     stage1_init_from: Optional[Path] = typer.Option(None, "--stage1-init-from", help="sequential transfer: stage 1's "
                                                     "encoder starts from this model folder's (e.g. a `transferlab "
                                                     "train` run on FARSEC, with a --stage1 recipe whose encoder trains)"),
+    stage1_encoder: Optional[str] = typer.Option(None, "--stage1-encoder", help="stage 1 uses this encoder instead "
+                                                 "of its recipe's (e.g. a folder from `transferlab adapt mlm`)"),
 ):
     """Train the two-stage cascade from the label sources; prints and stores each stage's held-out figures."""
     from .cascade import train_cascade
@@ -142,7 +144,8 @@ def train_cmd(
     cascade = train_cascade(out_dir, data=data_dir, stage1_recipe=stage1, stage2_recipe=stage2,
                             stage1_recall=stage1_recall, stage2_recall=stage2_recall, validation_from=validation_from,
                             test_from=test_from, farsec=not no_farsec, max_farsec_negatives=farsec_negatives or None,
-                            seed=seed, shared=shared, stage1_init_from=stage1_init_from, log=lambda m: err.print(escape(m), highlight=False))
+                            seed=seed, shared=shared, stage1_init_from=stage1_init_from,
+                            stage1_encoder=stage1_encoder, log=lambda m: err.print(escape(m), highlight=False))
     err.print(f"cascade {cascade.version} in {escape(str(out_dir))}; held-out figures in cascade.json")
 
 
