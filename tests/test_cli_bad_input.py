@@ -171,6 +171,12 @@ def test_train_without_data_or_with_both_data_and_tasks(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("suite", ["vulcurator", "distill", "dapt", "conll2003", "imdb-seed"])
+def test_bench_without_out_is_refused_before_any_work(suite):
+    result = runner.invoke(app, ["bench", suite])
+    assert result.exit_code == 2 and "--out is required" in result.output and "e.g. --out" in result.output
+
+
 def test_missing_data_file_evaluate(trained, tmp_path):
     missing = tmp_path / "nope.csv"
     result = invoke("evaluate", trained.dir, "--data", missing)

@@ -484,6 +484,20 @@ def predict(
             print(json.dumps(rest, ensure_ascii=False))
 
 
+def _announce(message: str) -> None:
+    """A benchmark's progress line, on stderr; the text may carry data (file names, row titles): escaped."""
+    err.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _need_out(out_dir, example: str) -> None:
+    if out_dir is None:
+        raise DataError("--out is required", hint=f"name a folder for the results, e.g. --out {example}")
+
+
+def _print_results(out_dir) -> None:
+    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+
+
 @app.command()
 @friendly
 def bench(
@@ -548,45 +562,38 @@ def bench(
                             "and --out", hint="e.g. --data ../shared/data/security/farsec_chromium.csv.gz")
         farsec.choice_study(data, out_dir, families=[f.strip() for f in rows.split(",")] if rows else None,
                             draws=draws, size=project_size, positives=project_positives, folds=folds,
-                            repeats=repeats, seed=seed, device=device,
-                            announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                            repeats=repeats, seed=seed, device=device, announce=_announce)
+        _print_results(out_dir)
         return
     if suite == "vulcurator":
         from .bench import vulcurator
 
-        if out_dir is None:
-            raise DataError("--out is required", hint="e.g. --out runs/vulcurator")
+        _need_out(out_dir, "runs/vulcurator")
         names = [r.strip() for r in rows.split(",") if r.strip()] if rows else None
         results = vulcurator.run(data or "../shared/data/security/vulcurator", out_dir, rows=names,
-                                 device="cpu" if device == "auto" else device, seed=seed,
-                                 announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                                 device="cpu" if device == "auto" else device, seed=seed, announce=_announce)
+        _print_results(out_dir)
         if any(r.get("status") != "ok" for r in results["rows"] if r["name"] in set(names or vulcurator.ROWS)):
             raise typer.Exit(ExitCode.FAILED)
         return
     if suite == "distill":
         from .bench import distill
 
-        if out_dir is None:
-            raise DataError("--out is required", hint="e.g. --out benchmarks/distill-imdb")
+        _need_out(out_dir, "benchmarks/distill-imdb")
         distill.run(out_dir, data=data, text_col=text_col, label_col=label_col, split=split,
                     seeds=[seed + i for i in range(seeds)], copies=copies, temperature=temperature, alpha=alpha,
-                    max_train=max_train, max_test=max_test, device=device,
-                    announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                    max_train=max_train, max_test=max_test, device=device, announce=_announce)
+        _print_results(out_dir)
         return
     if suite == "dapt":
         from .bench import dapt
 
-        if out_dir is None:
-            raise DataError("--out is required", hint="e.g. --out benchmarks/dapt-imdb")
+        _need_out(out_dir, "benchmarks/dapt-imdb")
         given = {k: v for k, v in dict(max_train=max_train, max_validation=max_validation, max_test=max_test,
                                        max_length=max_length, epochs=epochs).items() if v is not None}
         dapt.run(out_dir, data=data, text_col=text_col, label_col=label_col, split=split,
-                 seeds=[seed + i for i in range(seeds)], device=device,
-                 announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True), **given)
-        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                 seeds=[seed + i for i in range(seeds)], device=device, announce=_announce, **given)
+        _print_results(out_dir)
         return
     if suite == "conll2003":
         _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)
@@ -609,8 +616,7 @@ def bench(
             table.add_row(r.name, r.kind, r.family, r.title, f"{ref.get('model', '')} {ref['accuracy']}" if ref else "")
         out.print(table)
         return
-    if out_dir is None:
-        raise DataError("--out is required", hint="name a folder for the results, e.g. --out runs/bench")
+    _need_out(out_dir, "runs/bench")
     if merge is not None:
         from .bench.report import load_results, merge_rows, write_outputs
 
@@ -618,7 +624,7 @@ def bench(
         if base is None or other is None:
             raise DataError("no results.json to merge", where=str(out_dir if base is None else merge))
         write_outputs(merge_rows(base, other), out_dir)
-        print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+        _print_results(out_dir)
         return
     selected = loaded.select([n.strip() for n in rows.split(",") if n.strip()] if rows else None)
     overrides = {"max_train": max_train, "max_validation": max_validation, "max_test": max_test,
@@ -630,7 +636,7 @@ def bench(
                         announce=lambda msg: err.print(escape(msg), highlight=False, soft_wrap=True))
     ran = {r.name for r in selected}
     failed = [r for r in results["rows"] if r["name"] in ran and r["status"] != "ok"]
-    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+    _print_results(out_dir)
     err.print(f"results in {out_dir}: results.json, results.csv, results.md, report.html")
     if failed:
         err.print(f"[bold red]{len(failed)} row(s) failed:[/] {escape(', '.join(r['name'] for r in failed))}")
@@ -640,13 +646,11 @@ def bench(
 def _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed) -> None:
     from .bench import conll2003
 
-    if out_dir is None:
-        raise DataError("--out is required", hint="name a folder for the results, e.g. --out runs/conll2003")
+    _need_out(out_dir, "runs/conll2003")
     names = [r.strip() for r in rows.split(",") if r.strip()] if rows else None
     results = conll2003.run(data or "../shared/data/conll2003", out_dir, rows=names, device=device, seed=seed,
-                            max_train=max_train, max_test=max_test, epochs=epochs,
-                            announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                            max_train=max_train, max_test=max_test, epochs=epochs, announce=_announce)
+    _print_results(out_dir)
     ran = set(names or conll2003.DEFAULT_ROWS)
     if any(r.get("status") != "ok" for r in results["rows"] if r["name"] in ran):
         raise typer.Exit(ExitCode.FAILED)
@@ -661,9 +665,8 @@ def _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, select
                         hint="e.g. --data ../shared/data/security/farsec_chromium.csv.gz --out runs/farsec")
     families = [f.strip() for f in rows.split(",") if f.strip()] if rows else None
     results = farsec.run(data, out_dir, families=families, seed=seed, device=device, max_train=max_train,
-                         max_test=max_test, selection=selection, folds=folds, repeats=repeats,
-                         announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                         max_test=max_test, selection=selection, folds=folds, repeats=repeats, announce=_announce)
+    _print_results(out_dir)
     if any(r.get("status") != "ok" for r in results["rows"]):
         raise typer.Exit(ExitCode.FAILED)
 
@@ -686,9 +689,8 @@ def _bench_few_shot(data, text_col, label_col, split, out_dir, encoder, sizes, s
     _report_reading(report)
     fewshot.run(parts, out_dir, encoder=encoder, sizes=ks, seeds=seeds, max_length=max_length or 128,
                 max_test=max_test, peer=peer, device=device, source=str(data), full=full,
-                truncations=[t.strip() for t in truncation.split(",") if t.strip()],
-                announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
-    print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
+                truncations=[t.strip() for t in truncation.split(",") if t.strip()], announce=_announce)
+    _print_results(out_dir)
 
 
 label_app = typer.Typer(no_args_is_help=True, help="Active learning: pick the texts worth labelling next, "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .measure import PeakMemory, Stopwatch
+from .report import hardware_line
 
 DATA = dict(path="../shared/data/imdb/movie_reviews.csv.bz2", text_col="review", label_col="sentiment", split="seed")
 STRATEGIES = ("finetune", "frozen")
@@ -36,15 +37,17 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     from ..models.base import environment
     from ..models.classifier import TextClassifier
 
+    if not seeds:
+        from ..errors import ConfigError
+
+        raise ConfigError("no seeds to run", hint="--seeds 1 or more")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = DataSpec(path=data or DATA["path"], text_col=text_col or DATA["text_col"],
                     label_col=label_col or DATA["label_col"], split=split or DATA["split"])
     full, _ = load_parts(spec, seed=13)
-    train = subsample(full["train"], max_train, seed=13) if len(full["train"]) > max_train else full["train"]
-    val = (subsample(full["validation"], max_validation, seed=13) if len(full["validation"]) > max_validation
-           else full["validation"])
-    test = subsample(full["test"], max_test, seed=13) if len(full["test"]) > max_test else full["test"]
+    train, val, test = (subsample(full[part], n, seed=13) for part, n in
+                        (("train", max_train), ("validation", max_validation), ("test", max_test)))
 
     adapted = out / "models" / f"{base}-imdb"
     if (adapted / "adaptation.json").is_file():
@@ -119,8 +122,7 @@ def write(results: dict, out: Path) -> None:
              + (f"; held-out perplexity {before:.1f} -> {after:.1f}" if before and after else "") + "). "
              f"Classifiers: train {n['train']}, validation {n['validation']}, test {n['test']} reviews (fixed "
              f"draws), {st['max_length']} tokens, fine-tuning {st['epochs']} epoch(s). Seeds {results['seeds']}.",
-             f"Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
-             + (f", {hw['gpu']}" if hw.get("gpu") else ", no GPU") + ".", "",
+             f"Hardware: {hardware_line(hw)}.", "",
              "| encoder | strategy | test accuracy (mean ± sd) | seeds |", "|---|---|---|---|"]
     for key, v in results["summary"].items():
         enc, strat = key.split("|")

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .measure import PeakMemory, Stopwatch
+from .report import hardware_line
 
 TARGETS = {"gain_points": 1.0, "teacher_share": 0.95, "speed_ratio": 20.0}
 TEACHER = dict(encoder="minilm", strategy="finetune", max_length=256, epochs=2, lr=4e-5, batch_size=16)
@@ -43,15 +44,18 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     from ..models.classifier import TextClassifier
     from ..tasks.distill import teacher_logits
 
+    if not seeds:
+        from ..errors import ConfigError
+
+        raise ConfigError("no seeds to run", hint="--seeds 1 or more")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = DataSpec(path=data or DATA["path"], text_col=text_col or DATA["text_col"],
                     label_col=label_col or DATA["label_col"], split=split or DATA["split"], max_train=max_train)
     parts, _ = load_parts(spec, seed=13)
-    test = parts["test"] if not max_test or len(parts["test"]) <= max_test else subsample(parts["test"], max_test,
-                                                                                           seed=13)
-    teacher_val = (subsample(parts["validation"], teacher_validation, seed=13)
-                   if teacher_validation and len(parts["validation"]) > teacher_validation else parts["validation"])
+    test = subsample(parts["test"], max_test, seed=13) if max_test else parts["test"]
+    teacher_val = (subsample(parts["validation"], teacher_validation, seed=13) if teacher_validation
+                   else parts["validation"])
     tparams = {**TEACHER, **(teacher_params or {})}
     sparams = {**STUDENT, **(student_params or {})}
     announce(f"{spec.path}: train {len(parts['train'])}, validation {len(parts['validation'])} (teacher picks its "
@@ -157,8 +161,7 @@ def write(results: dict, out: Path) -> None:
              f"{n['validation']}, test {n['test']}; transfer set {n['transfer']} perturbed copies of the training "
              f"reviews ({results['copies']} per review, words dropped / windows kept; never validation or test text). "
              f"T = {results['temperature']}, alpha = {results['alpha']}; seeds {results['seeds']}.",
-             f"Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
-             + (f", {hw['gpu']}" if hw.get("gpu") else ", no GPU") + ".", "",
+             f"Hardware: {hardware_line(hw)}.", "",
              f"Teacher: MiniLM fine-tuned ({t['params']['max_length']} tokens, {t['params']['epochs']} epochs, lr "
              f"{t['params']['lr']}; epoch picked on {n['teacher_validation']} validation reviews): test accuracy "
              f"**{100 * t['test_accuracy']:.2f}%**, trained in {t['train_seconds']} s.", "",

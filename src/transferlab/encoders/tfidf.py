@@ -35,9 +35,7 @@ class TfidfBlock:
     def fit(cls, texts: Sequence[str], dim: int, seed: int) -> "TfidfBlock":
         from sklearn.decomposition import TruncatedSVD
 
-        from ..bench.peers import tfidf_vectorizer
-
-        vec = tfidf_vectorizer(min_df=1 if len(texts) < 50 else 2, max_features=200_000)
+        vec = _vectorizer(len(texts))
         X = vec.fit_transform(list(texts))
         k = max(1, min(int(dim), X.shape[1] - 1, X.shape[0] - 1))
         svd = TruncatedSVD(n_components=k, random_state=seed).fit(X)
@@ -47,29 +45,38 @@ class TfidfBlock:
         z = np.asarray(self.vectorizer.transform(list(texts)) @ self.components.T, dtype=np.float32)
         return z / np.clip(np.linalg.norm(z, axis=1, keepdims=True), 1e-12, None)
 
+    def end_fit(self) -> None:
+        """Nothing to drop: the SVD block scores training texts like any other."""
+
     def save(self, folder: Path) -> dict[str, str]:
         """Write the two files; returns their SHA-256 by name (kept in config.json and checked at load)."""
-        from safetensors.numpy import save_file
-
-        from .zoo import sha256_file
-
-        _write_vocabulary(folder, self.vectorizer)
-        save_file({"idf": np.ascontiguousarray(self.vectorizer.idf_, dtype=np.float64),
-                   "components": self.components},
-                  str(folder / TENSORS))
-        return {name: sha256_file(folder / name) for name in (VOCAB, TENSORS)}
+        return _save(folder, self.vectorizer, "lsa", {"components": self.components})
 
     @classmethod
     def load(cls, folder: Path, hashes: dict[str, str]) -> "TfidfBlock":
         return load_block(folder, hashes)
 
 
-def _write_vocabulary(folder: Path, vectorizer, kind: str = "lsa") -> None:
+def _vectorizer(n_texts: int):
+    """Word 1-2-gram TF-IDF with the TF-IDF peer's settings; n-grams seen once are kept only on tiny data."""
+    from ..bench.peers import tfidf_vectorizer
+
+    return tfidf_vectorizer(min_df=1 if n_texts < 50 else 2, max_features=200_000)
+
+
+def _save(folder: Path, vectorizer, kind: str, tensors: dict[str, np.ndarray]) -> dict[str, str]:
+    """The vocabulary as JSON and the idf vector with ``tensors`` as safetensors; their SHA-256 by file name."""
+    from safetensors.numpy import save_file
+
+    from .zoo import sha256_file
+
     vocab = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
     params = {k: vectorizer.get_params()[k] for k in ("ngram_range", "min_df", "sublinear_tf", "strip_accents",
                                                        "lowercase")}
     (folder / VOCAB).write_text(json.dumps({"kind": kind, "params": params, "vocabulary": vocab},
                                            ensure_ascii=False), encoding="utf-8")
+    save_file({"idf": np.ascontiguousarray(vectorizer.idf_, dtype=np.float64), **tensors}, str(folder / TENSORS))
+    return {name: sha256_file(folder / name) for name in (VOCAB, TENSORS)}
 
 
 def load_block(folder: Path, hashes: dict[str, str]):
@@ -128,7 +135,6 @@ class TfidfStack:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-        from ..bench.peers import tfidf_vectorizer
         from ..errors import DataError
 
         texts, labels = list(texts), list(labels)
@@ -137,7 +143,7 @@ class TfidfStack:
         if len(counts) < 2 or k < 2:
             raise DataError(f"stacked TF-IDF scores need at least two examples of each of two classes; the training "
                             f"part has {counts}", hint="drop --tfidf-stack, or add examples")
-        vec = tfidf_vectorizer(min_df=1 if len(texts) < 50 else 2, max_features=200_000)
+        vec = _vectorizer(len(texts))
         X = vec.fit_transform(texts)
         lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
         oof = cross_val_predict(lr, X, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
@@ -159,11 +165,4 @@ class TfidfStack:
         self.oof = None
 
     def save(self, folder: Path) -> dict[str, str]:
-        from safetensors.numpy import save_file
-
-        from .zoo import sha256_file
-
-        _write_vocabulary(folder, self.vectorizer, kind=self.kind)
-        save_file({"idf": np.ascontiguousarray(self.vectorizer.idf_, dtype=np.float64), "coef": self.coef,
-                   "intercept": self.intercept}, str(folder / TENSORS))
-        return {name: sha256_file(folder / name) for name in (VOCAB, TENSORS)}
+        return _save(folder, self.vectorizer, self.kind, {"coef": self.coef, "intercept": self.intercept})

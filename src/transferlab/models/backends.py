@@ -56,9 +56,10 @@ class Backend:
 
     def prepare_texts(self, texts: Sequence[str]) -> list[dict]: ...
 
+    def collate_texts(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
+
     def end_fit(self) -> None:
         """Training is over (a backend that scored training texts differently while it trained stops here)."""
-    def collate_texts(self, items: Sequence[dict]) -> dict[str, torch.Tensor]: ...
 
     def length(self, item: dict) -> int:
         return len(item.get("input_ids", ()))
@@ -232,7 +233,7 @@ class FrozenFeatureBackend(Backend):
         return self._module(n_labels)
 
     def end_fit(self):
-        if getattr(self, "_tfidf", None) is not None and hasattr(self._tfidf, "end_fit"):
+        if getattr(self, "_tfidf", None) is not None:
             self._tfidf.end_fit()  # from here on training texts are scored like any other
 
     def save_files(self, folder, module):

@@ -16,10 +16,10 @@ teacher's probabilities.  Validation is judged as sequence classification, on th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,13 +102,12 @@ def teacher_logits(teacher, X, *, use_cache: bool = True) -> np.ndarray:
     temperature and weight tried.  The cache is keyed by everything that decides the logits (the model's settings,
     its encoder's identity and a digest of its weights), so a retrained or swapped teacher never reads another's
     answers; each text is keyed by its SHA-256 (with its pair)."""
-    module = getattr(teacher, "module_", None)
-    if not use_cache or module is None or os.environ.get("TRANSFERLAB_TEACHER_CACHE", "1") == "0":
+    off = os.environ.get("TRANSFERLAB_TEACHER_CACHE", "1") == "0"
+    if not use_cache or off or getattr(teacher, "module_", None) is None:
         return np.asarray(teacher.decision_function(X), dtype=np.float32)
     from ..data.records import Examples
     from ..encoders.sentence import EmbeddingCache
     from ..encoders.zoo import cache_dir
-
     from ..models.classifier import as_examples  # the teacher's own input rules (strings, pairs, Examples)
 
     ex = as_examples(X)

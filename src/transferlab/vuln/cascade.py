@@ -243,8 +243,7 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
     few = min(parts.validation.labels.count(lab) for lab in set(parts.train.labels)) < FEW_POSITIVES
     model = TextClassifier(**options, threshold=f"recall:{target_recall}", positive=positive,
                            calibration="temperature", seed=seed, **({"cv_folds": 5} if few else {}))
-    train = parts.train if extra is None or len(extra) == 0 else Examples.concat(
-        _with_origin(parts.train), _with_origin(extra), source=f"{parts.train.source}+{extra.source}")
+    train = _with_extra(parts.train, extra)
     started = time.perf_counter()
     model.fit(train, validation=parts.validation, out_dir=out_dir, save_model=False)
     seconds = time.perf_counter() - started
@@ -278,9 +277,7 @@ def train_shared_stages(p1: "L.Parts", p2: "L.Parts", recipe_name: str, recalls:
         raise ConfigError(f"a shared two-head cascade fine-tunes one transformer; recipe {recipe_name!r} does not",
                           hint="use a fine-tuned recipe, e.g. --stage1 minilm-finetune --shared")
     parts = {1: p1, 2: p2}
-    train = {n: parts[n].train if not (extra or {}).get(n) else Examples.concat(
-        _with_origin(parts[n].train), _with_origin(extra[n]), source=f"{parts[n].train.source}+{extra[n].source}")
-        for n in (1, 2)}
+    train = {n: _with_extra(parts[n].train, (extra or {}).get(n)) for n in (1, 2)}
     model = MultiTaskModel(**options, seed=seed, task_sampling="proportional")
     started = time.perf_counter()
     model.fit({f"stage{n}": TaskData("classification", train[n], parts[n].validation) for n in (1, 2)},
@@ -303,6 +300,13 @@ def train_shared_stages(p1: "L.Parts", p2: "L.Parts", recipe_name: str, recalls:
     return heads[0], heads[1], reports[0], reports[1]
 
 
+def _with_extra(train, extra):
+    """The training part, plus ``extra`` examples (triage verdicts) when there are any, each with its origin."""
+    if extra is None or len(extra) == 0:
+        return train
+    return Examples.concat(_with_origin(train), _with_origin(extra), source=f"{train.source}+{extra.source}")
+
+
 def _with_origin(ex):
     """A copy with an ``origin`` column (where each example came from), "?" where the data had none."""
     out = ex.subset(range(len(ex)))
@@ -320,6 +324,9 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
     one fine-tuned encoder with a head per stage (multi-task, ``stage1_recipe``) instead of two models.
     ``stage1_init_from``: stage 1's encoder starts from that model folder's (sequential transfer).
     ``stage1_encoder``: stage 1 uses this encoder instead of its recipe's (e.g. a domain-adapted one)."""
+    if shared and (stage1_init_from is not None or stage1_encoder is not None):
+        raise ConfigError("--shared takes its encoder from the --stage1 recipe", hint="drop --stage1-init-from "
+                          "and --stage1-encoder, or --shared")
     out = Path(out)
     started = time.perf_counter()
     log(f"stage 1 data: Matomo by time (validation from {validation_from}, test from {test_from})"
@@ -333,9 +340,6 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
         log(f"  held-out test: PR-AUC {t.get('pr_auc', float('nan')):.3f}, recall {t.get('recall', float('nan')):.3f}, "
             f"precision {t.get('precision', float('nan')):.3f}")
 
-    if shared and (stage1_init_from is not None or stage1_encoder is not None):
-        raise ConfigError("--shared takes its encoder from the --stage1 recipe", hint="drop --stage1-init-from "
-                          "and --stage1-encoder, or --shared")
     if shared:
         p2 = L.stage2(data, seed=seed)
         log(f"stage 2 data: {p2.counts()}")

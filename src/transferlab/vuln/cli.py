@@ -117,9 +117,9 @@ def train_cmd(
     out_dir: Path = typer.Option(..., "--out", help="folder for the cascade (stage1/, stage2/, cascade.json)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with the label sources "
                                             "(default ../shared/data/security or $TRANSFERLAB_SECURITY_DATA)"),
-    stage1: str = typer.Option("minilm-frozen-tfidf-stack", "--stage1", help="stage-1 recipe: glove-dan | glove-cnn | glove-bigru "
-                               "| minilm-frozen | minilm-frozen-tfidf (hybrid) | minilm-frozen-tfidf-stack (stacked hybrid) | "
-                               "minilm-finetune | minilm-finetune-128"),
+    stage1: str = typer.Option("minilm-frozen-tfidf-stack", "--stage1", help="stage-1 recipe: glove-dan | "
+                               "glove-cnn | glove-bigru | minilm-frozen | minilm-frozen-tfidf (hybrid) | "
+                               "minilm-frozen-tfidf-stack (stacked hybrid) | minilm-finetune | minilm-finetune-128"),
     stage2: str = typer.Option("minilm-frozen", "--stage2", help="stage-2 recipe (same choices)"),
     stage1_recall: float = typer.Option(0.8, "--stage1-recall", help="target recall of stage 1 on validation"),
     stage2_recall: float = typer.Option(0.8, "--stage2-recall", help="target recall of stage 2 on validation"),
