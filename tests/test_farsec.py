@@ -113,6 +113,8 @@ def test_model_choice_study_counts_choices_near_the_best(tmp_path):
             x = d[m]
             assert x["within"] == (x["chosen_test_g"] >= x["best_test_g"] - 0.05)
             assert x["best_test_g"] == max(x["test_g"].values())
-    assert "mean regret" in (tmp_path / "study" / "results.md").read_text()
+    md = (tmp_path / "study" / "results.md").read_text()
+    assert "mean regret" in md and "within 5 points" in md
+    assert "--rows tfidf,glove-dan --folds 3 --repeats 1" in md  # the command that reproduces it
     with pytest.raises(DataError, match="too few"):
         farsec.small_project(src, tmp_path / "x.csv", size=200, positives=500)

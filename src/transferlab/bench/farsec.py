@@ -29,6 +29,7 @@ import numpy as np
 from ..data.records import Examples
 from ..errors import DataError
 from .measure import earlier_results
+from .report import hardware_line
 
 PUBLISHED = [
     {"name": "FARSEC (Peters et al. 2018), best: logistic regression after its filter", "pd": 55.0, "pf": 10.4,
@@ -459,7 +460,7 @@ def choice_study(path: str | Path, out: Path, *, families: list[str] | None = No
              f"{', '.join(results['families'])}. Chosen on the validation part (holdout) or by {folds}-fold "
              f"cross-validation x {repeats} (cv); a choice counts when its test g-measure is within "
              f"{100 * within:.0f} points of the best family's on that draw.", "",
-             "| method | chosen within 5 points of the best | mean regret (g points) |", "|---|---|---|"]
+             f"| method | chosen within {100 * within:.0f} points of the best | mean regret (g points) |", "|---|---|---|"]
     for m in ("holdout", "cv"):
         lines.append(f"| {m} | {summary[m]['within']} of {summary[m]['draws']} | {100 * summary[m]['mean_regret']:.1f} |")
     lines += ["", "| draw | holdout: chosen (test g) | cv: chosen (test g) | best (test g) |", "|---|---|---|---|"]
@@ -467,6 +468,9 @@ def choice_study(path: str | Path, out: Path, *, families: list[str] | None = No
         lines.append(f"| {r['draw']} | {r['holdout']['chosen']} ({100 * r['holdout']['chosen_test_g']:.1f}) | "
                      f"{r['cv']['chosen']} ({100 * r['cv']['chosen_test_g']:.1f}) | {r['cv']['best']} "
                      f"({100 * r['cv']['best_test_g']:.1f}) |")
-    lines += ["", f"Hardware: {env['hardware'].get('processor')}, {env['hardware'].get('cpu_count')} CPUs."]
+    lines += ["", f"Hardware: {hardware_line(env['hardware'])}.",
+              f"Command: `transferlab bench farsec-choice --data {path} --draws {draws} --project-size {size} "
+              f"--project-positives {positives} --rows {','.join(results['families'])} --folds {folds} --repeats {repeats} "
+              f"--seed {seed} --out OUT`."]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return results
