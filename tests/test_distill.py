@@ -210,6 +210,9 @@ def test_distill_bench_compares_the_students_per_seed_and_reuses_its_teacher(tmp
     per_seed = [100 * (res["rows"][i + 1]["test_accuracy"] - res["rows"][i]["test_accuracy"]) for i in (0, 2)]
     assert s["gain_points_per_seed"] == pytest.approx(per_seed, abs=0.01)
     assert res["n"]["transfer"] > 0 and res["teacher"]["test_accuracy"] > 0.5
+    # the teacher labels training and transfer texts once, outside the students' timed fits
+    assert f"teacher labelled {res['n']['train'] + res['n']['transfer']} training and transfer texts" in " ".join(said)
+    assert res["teacher"]["labelling_seconds_or_cached"] >= 0
     assert s["speed_ratio"] == pytest.approx(res["speed_docs_per_second"]["student"]
                                              / res["speed_docs_per_second"]["teacher"], abs=0.01)
     assert set(res["targets"]) == {"gain_points", "teacher_share", "speed_ratio"}
