@@ -105,6 +105,34 @@ def test_a_failed_run_leaves_no_half_written_encoder(tmp_path, monkeypatch):
     assert not (tmp_path / "enc").exists()
 
 
+def test_head_warmup_trains_the_new_head_alone_then_the_whole_encoder(tmp_path):
+    import safetensors.torch as st
+
+    enc = tmp_path / "warm"
+    # 16-token windows of 12 texts in batches of 4: a few steps, all inside a 50-step warm-up
+    rec = adapt_mlm("minilm", TRAIN, enc, validation=VALID, epochs=1, batch_size=4, max_length=16, lr=1e-3,
+                    head_warmup=50, seed=0)
+    assert rec["settings"]["head_warmup"] == 50 and rec["history"][-1]["step"] < 50
+    base = st.load_file(resolve("minilm").location + "/model.safetensors")
+    now = st.load_file(str(enc / "model.safetensors"))
+    assert all(torch.equal(base[k], now[k]) for k in base if k in now)  # backbone and tied decoder untouched
+    tokenizer, fresh, _ = load_mlm(resolve("minilm").location, local=True, hub={"trust_remote_code": False})
+    trained = st.load_file(str(enc / HEAD_FILE))
+    transform = [k for k in trained if "transform" in k and "weight" in k]
+    assert transform and any(not torch.equal(trained[k], dict(fresh.head.named_parameters())[k]) for k in transform)
+    # the switch itself: frozen from step 0, open again at the warm-up's end
+    batches = MaskedBatches(tokenizer, 16, head_warmup=2)
+    batches.on_step(fresh, 0, 10)
+    assert not any(p.requires_grad for p in fresh.backbone.parameters())
+    assert any(p.requires_grad for n, p in fresh.head.named_parameters() if "transform" in n)
+    batches.on_step(fresh, 1, 10)
+    assert not any(p.requires_grad for p in fresh.backbone.parameters())
+    batches.on_step(fresh, 2, 10)
+    assert all(p.requires_grad for p in fresh.backbone.parameters())
+    with pytest.raises(ConfigError, match="warm-up"):
+        adapt_mlm("minilm", TRAIN, tmp_path / "bad", validation=VALID, head_warmup=-1)
+
+
 @pytest.mark.slow
 def test_adaptation_lowers_the_masked_lm_loss_and_the_folder_is_an_encoder(tmp_path):
     from safetensors.torch import load_file

@@ -88,6 +88,8 @@ def mlm_cmd(
     validation_fraction: float = typer.Option(0.05, help="share of the texts held out to measure perplexity"),
     max_texts: Optional[int] = typer.Option(None, help="use at most this many texts (a random draw)"),
     patience: Optional[int] = typer.Option(None, help="stop after this many epochs without a lower validation loss"),
+    head_warmup: int = typer.Option(0, help="first train only the masked-LM head for this many steps, the encoder "
+                                            "frozen (worth it when the head is new, as for the offline checkpoints)"),
     seed: int = typer.Option(13), device: str = typer.Option("auto"),
     precision: str = typer.Option("auto", help="auto (bf16 on a GPU that has it) | fp32 | bf16 | fp16"),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse, and report them"),
@@ -106,7 +108,8 @@ def mlm_cmd(
         sources.append({"max_texts": max_texts})
     record = adapt_mlm(encoder, texts, out_dir, validation_fraction=validation_fraction, epochs=epochs,
                        batch_size=batch_size, lr=lr, max_length=max_length, probability=mlm_probability,
-                       whole_word=whole_word, patience=patience, seed=seed, device=device, precision=precision,
+                       whole_word=whole_word, patience=patience, head_warmup=head_warmup, seed=seed, device=device,
+                       precision=precision,
                        sources=sources, trust_remote_code=trust_remote_code)
     v = record["validation"]
     change = (f"; validation perplexity {v['before']['perplexity']:.1f} -> {v['after']['perplexity']:.1f}"

@@ -125,6 +125,7 @@ class MaskedBatches:
     probability: float = 0.15
     whole_word: bool = True
     seed: int = 13
+    head_warmup: int = 0  # optimizer steps at the start with the backbone frozen: a new head learns on its own
     collator: object = field(init=False)
 
     def __post_init__(self):
@@ -169,7 +170,13 @@ class MaskedBatches:
         return Strategy().param_groups(module, lr, weight_decay)
 
     def on_step(self, module: nn.Module, step: int, total: int) -> None:
-        pass
+        # A new head (the offline checkpoints have none) starts as a random transform over the tied embeddings:
+        # its first gradients would push noise into every encoder layer and the embeddings themselves.  With
+        # ``head_warmup`` the backbone (tied decoder included) waits until the head's transform and bias have
+        # learnt for that many steps; AdamW skips parameters without a gradient, so nothing else changes.
+        if self.head_warmup and step in (0, self.head_warmup):
+            for p in module.backbone.parameters():
+                p.requires_grad = step >= self.head_warmup
 
     def scores(self, module: nn.Module, items: Sequence[dict], batch_size: int, device) -> tuple[float, int, int]:
         """Masked-LM loss sums on ``items`` with the same masks every call (a fixed seed): comparable epochs."""
@@ -193,12 +200,13 @@ def texts_digest(texts: Sequence[str]) -> str:
 def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation: Sequence[str] | None = None,
               validation_fraction: float = 0.05, epochs: int = 1, batch_size: int = 16, lr: float = 5e-5,
               max_length: int = 256, probability: float = 0.15, whole_word: bool = True, patience: int | None = None,
-              seed: int = 13, device: str = "auto", precision: str = "auto", sources: list[dict] | None = None,
+              head_warmup: int = 0, seed: int = 13, device: str = "auto", precision: str = "auto", sources: list[dict] | None = None,
               trust_remote_code: bool = False, show_progress: bool = True) -> dict:
     """Continue masked-LM training of ``encoder`` on ``texts`` and write the adapted encoder folder to ``out``.
 
     ``validation`` texts (default: ``validation_fraction`` of ``texts``, drawn with ``seed``) measure perplexity
-    each epoch; the epoch with the lowest validation loss is kept.  ``sources`` describes where the texts came from
+    each epoch; the epoch with the lowest validation loss is kept.  ``head_warmup`` steps first train the masked-LM
+    head alone, the backbone frozen (for a new head).  ``sources`` describes where the texts came from
     (recorded in adaptation.json).  Returns the record."""
     from ..config import TrainConfig
     from ..encoders.transformer import hub_kwargs
@@ -213,6 +221,8 @@ def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation
         raise DataError("masked-LM adaptation needs at least two non-empty texts", hint="give more text")
     if not 0.0 < probability < 1.0:
         raise ConfigError(f"masking probability must lie in (0, 1), got {probability}", hint="e.g. 0.15")
+    if head_warmup < 0:
+        raise ConfigError(f"head warm-up must be 0 or more steps, got {head_warmup}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError("the output folder exists and is not empty", where=str(out),
@@ -232,7 +242,7 @@ def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation
                                          hub=hub_kwargs(resolved, trust_remote_code),
                                          trust_remote_code=trust_remote_code)
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
-    data = MaskedBatches(tokenizer, limit, probability, whole_word, seed)
+    data = MaskedBatches(tokenizer, limit, probability, whole_word, seed, head_warmup)
     items, val_items = data.prepare(texts), data.prepare(list(validation))
     if not items:
         raise DataError("no text left to learn from after tokenising", hint="give longer texts")
@@ -269,7 +279,8 @@ def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation
                  "n_windows": len(items), "n_tokens": int(sum(len(it["input_ids"]) for it in items)),
                  "texts_sha256": texts_digest(texts), "validation_sha256": texts_digest(validation)},
         "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": limit,
-                     "mlm_probability": probability, "whole_word_mask": whole_word, "seed": seed,
+                     "mlm_probability": probability, "whole_word_mask": whole_word, "head_warmup": head_warmup,
+                     "seed": seed,
                      "device": dev, "precision": precision},
         "history": history, "best": trainer.best,
         "validation": {"before": before, "after": after},
