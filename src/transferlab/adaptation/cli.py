@@ -109,8 +109,7 @@ def mlm_cmd(
     record = adapt_mlm(encoder, texts, out_dir, validation_fraction=validation_fraction, epochs=epochs,
                        batch_size=batch_size, lr=lr, max_length=max_length, probability=mlm_probability,
                        whole_word=whole_word, patience=patience, head_warmup=head_warmup, seed=seed, device=device,
-                       precision=precision,
-                       sources=sources, trust_remote_code=trust_remote_code)
+                       precision=precision, sources=sources, trust_remote_code=trust_remote_code)
     v = record["validation"]
     change = (f"; validation perplexity {v['before']['perplexity']:.1f} -> {v['after']['perplexity']:.1f}"
               if v["before"] and v["after"] else "")

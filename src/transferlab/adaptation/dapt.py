@@ -200,8 +200,8 @@ def texts_digest(texts: Sequence[str]) -> str:
 def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation: Sequence[str] | None = None,
               validation_fraction: float = 0.05, epochs: int = 1, batch_size: int = 16, lr: float = 5e-5,
               max_length: int = 256, probability: float = 0.15, whole_word: bool = True, patience: int | None = None,
-              head_warmup: int = 0, seed: int = 13, device: str = "auto", precision: str = "auto", sources: list[dict] | None = None,
-              trust_remote_code: bool = False, show_progress: bool = True) -> dict:
+              head_warmup: int = 0, seed: int = 13, device: str = "auto", precision: str = "auto",
+              sources: list[dict] | None = None, trust_remote_code: bool = False, show_progress: bool = True) -> dict:
     """Continue masked-LM training of ``encoder`` on ``texts`` and write the adapted encoder folder to ``out``.
 
     ``validation`` texts (default: ``validation_fraction`` of ``texts``, drawn with ``seed``) measure perplexity
@@ -280,8 +280,7 @@ def adapt_mlm(encoder: str, texts: Sequence[str], out: str | Path, *, validation
                  "texts_sha256": texts_digest(texts), "validation_sha256": texts_digest(validation)},
         "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": limit,
                      "mlm_probability": probability, "whole_word_mask": whole_word, "head_warmup": head_warmup,
-                     "seed": seed,
-                     "device": dev, "precision": precision},
+                     "seed": seed, "device": dev, "precision": precision},
         "history": history, "best": trainer.best,
         "validation": {"before": before, "after": after},
         "seconds": round(time.perf_counter() - started, 1),

@@ -89,7 +89,8 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     with Stopwatch() as sw:
         teacher_logits(teacher, list(parts["train"].texts) + list(transfer))
     teacher_row["labelling_seconds_or_cached"] = round(sw.seconds, 1)
-    announce(f"teacher labelled {len(parts['train']) + len(transfer)} training and transfer texts in {sw.seconds:.0f}s")
+    announce(f"teacher labelled {len(parts['train']) + len(transfer)} training and transfer texts in "
+             f"{sw.seconds:.0f}s")
     (out / "teacher.json").write_text(json.dumps(teacher_row, indent=2) + "\n", encoding="utf-8")
     speed_set = test.texts[:speed_docs]
 

@@ -470,7 +470,7 @@ def choice_study(path: str | Path, out: Path, *, families: list[str] | None = No
                      f"({100 * r['cv']['best_test_g']:.1f}) |")
     lines += ["", f"Hardware: {hardware_line(env['hardware'])}.",
               f"Command: `transferlab bench farsec-choice --data {path} --draws {draws} --project-size {size} "
-              f"--project-positives {positives} --rows {','.join(results['families'])} --folds {folds} --repeats {repeats} "
-              f"--seed {seed} --out OUT`."]
+              f"--project-positives {positives} --rows {','.join(results['families'])} --folds {folds} "
+              f"--repeats {repeats} --seed {seed} --out OUT`."]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return results
