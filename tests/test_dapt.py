@@ -117,10 +117,11 @@ def test_head_warmup_trains_the_new_head_alone_then_the_whole_encoder(tmp_path):
     now = st.load_file(str(enc / "model.safetensors"))
     assert set(now) == set(base)  # a whole encoder: the pooler MLM training never had is carried over unchanged
     assert all(torch.equal(base[k], now[k]) for k in base)  # backbone and tied decoder untouched
+    # the head alone learnt: the same fixed masks score lower (a freshly loaded head starts from another random draw,
+    # so comparing its weights with the saved ones would prove nothing)
+    v = rec["validation"]
+    assert v["after"]["loss"] < v["before"]["loss"]
     tokenizer, fresh, _ = load_mlm(resolve("minilm").location, local=True, hub={"trust_remote_code": False})
-    trained = st.load_file(str(enc / HEAD_FILE))
-    transform = [k for k in trained if "transform" in k and "weight" in k]
-    assert transform and any(not torch.equal(trained[k], dict(fresh.head.named_parameters())[k]) for k in transform)
     # the switch itself: frozen from step 0, open again at the warm-up's end
     batches = MaskedBatches(tokenizer, 16, head_warmup=2)
     batches.on_step(fresh, 0, 10)

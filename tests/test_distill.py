@@ -227,3 +227,13 @@ def test_distill_bench_compares_the_students_per_seed_and_reuses_its_teacher(tmp
         return [{k: v for k, v in r.items() if k not in ("train_seconds", "peak_memory_mb")} for r in rows]
 
     assert measured(again["rows"]) == measured(res["rows"][:2])  # the same seed trains the same students
+
+
+@pytest.mark.parametrize("suite", ["distill", "dapt"])
+def test_multi_seed_benches_refuse_an_empty_seed_list_before_any_work(tmp_path, suite):
+    from transferlab.bench import dapt, distill
+
+    run = {"distill": distill.run, "dapt": dapt.run}[suite]
+    with pytest.raises(ConfigError, match="no seeds"):
+        run(tmp_path / "out", data=str(tmp_path / "missing.csv"), seeds=[])
+    assert not (tmp_path / "out").exists()

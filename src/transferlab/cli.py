@@ -633,7 +633,7 @@ def bench(
     data_overrides = {"path": data, "text_col": text_col, "label_col": label_col, "pair_col": pair_col,
                       "label_sep": label_sep, "split": split}
     results = run_suite(loaded, selected, out_dir, options, data_overrides=data_overrides,
-                        announce=lambda msg: err.print(escape(msg), highlight=False, soft_wrap=True))
+                        announce=_announce)
     ran = {r.name for r in selected}
     failed = [r for r in results["rows"] if r["name"] in ran and r["status"] != "ok"]
     _print_results(out_dir)

@@ -306,34 +306,27 @@ def _write_folder(out: Path, resolved, tokenizer, net: MaskedLMNet) -> None:
                     and not rel.name.endswith((".safetensors", ".bin", ".onnx"))):
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, out / rel)
-    net.backbone.save_pretrained(out, safe_serialization=True)
-    _carry_unadapted(out, resolved)
+    state = net.backbone.state_dict()
+    extra = _unadapted_tensors(resolved, state)
+    net.backbone.save_pretrained(out, safe_serialization=True, state_dict={**state, **extra} if extra else None)
     tokenizer.save_pretrained(out)
     state = head_state(net)
     (out / HEAD_FILE).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / HEAD_FILE), metadata={"decoder_weight": "tied to the input embeddings"})
 
 
-def _carry_unadapted(out: Path, resolved) -> list[str]:
+def _unadapted_tensors(resolved, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Tensors of the source checkpoint that masked-LM training never had (BERT's pooler: transformers builds the
-    masked-LM model without it) are written unchanged beside the adapted ones, so the folder loads as a whole encoder
-    instead of with freshly initialised weights.  Only for a local single-file checkpoint; returns the keys added."""
+    masked-LM model without it), to be saved unchanged beside the adapted ones so the folder loads as a whole encoder
+    instead of with freshly initialised weights.  Only for a local single-file checkpoint."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
 
-    src, dst = Path(resolved.location) / "model.safetensors", out / "model.safetensors"
-    if not (resolved.local and src.is_file() and dst.is_file()):
-        return []
-    now = load_file(str(dst))
-    dtype = next(iter(now.values())).dtype
+    src = Path(resolved.location) / "model.safetensors"
+    if not (resolved.local and src.is_file()):
+        return {}
+    dtype = next(iter(state.values())).dtype
     with safe_open(str(src), "pt") as f:
-        missing = [k for k in f.keys() if k not in now]
-        now.update({k: f.get_tensor(k).to(dtype) for k in missing})
-    with safe_open(str(dst), "pt") as f:
-        metadata = f.metadata()
-    if missing:
-        save_file(now, str(dst), metadata=metadata)
-    return missing
+        return {k: f.get_tensor(k).to(dtype) for k in f.keys() if k not in state}
 
 
 def head_state(net: MaskedLMNet) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .measure import PeakMemory, Stopwatch
+from .measure import PeakMemory, Stopwatch, need_seeds
 from .report import hardware_line
 
 DATA = dict(path="../shared/data/imdb/movie_reviews.csv.bz2", text_col="review", label_col="sentiment", split="seed")
@@ -37,10 +37,7 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     from ..models.base import environment
     from ..models.classifier import TextClassifier
 
-    if not seeds:
-        from ..errors import ConfigError
-
-        raise ConfigError("no seeds to run", hint="--seeds 1 or more")
+    need_seeds(seeds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = DataSpec(path=data or DATA["path"], text_col=text_col or DATA["text_col"],

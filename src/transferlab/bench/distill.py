@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .measure import PeakMemory, Stopwatch
+from .measure import PeakMemory, Stopwatch, need_seeds
 from .report import hardware_line
 
 TARGETS = {"gain_points": 1.0, "teacher_share": 0.95, "speed_ratio": 20.0}
@@ -44,10 +44,7 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     from ..models.classifier import TextClassifier
     from ..tasks.distill import teacher_logits
 
-    if not seeds:
-        from ..errors import ConfigError
-
-        raise ConfigError("no seeds to run", hint="--seeds 1 or more")
+    need_seeds(seeds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = DataSpec(path=data or DATA["path"], text_col=text_col or DATA["text_col"],
@@ -171,9 +168,9 @@ def write(results: dict, out: Path) -> None:
              f"Hardware: {hardware_line(hw)}.", "",
              f"Teacher: MiniLM fine-tuned ({t['params']['max_length']} tokens, {t['params']['epochs']} epochs, lr "
              f"{t['params']['lr']}; epoch picked on {n['teacher_validation']} validation reviews): test accuracy "
-             f"**{100 * t['test_accuracy']:.2f}%**, trained in {t['train_seconds']} s; labelling the training and transfer "
-             f"texts took {t.get('labelling_seconds_or_cached', 'n/a')} s (near 0 when its logits were cached), "
-             "outside every student's train s.", "",
+             f"**{100 * t['test_accuracy']:.2f}%**, trained in {t['train_seconds']} s; labelling the training and "
+             f"transfer texts took {t.get('labelling_seconds_or_cached', 'n/a')} s (near 0 when its logits were "
+             "cached), outside every student's train s.", "",
              "| seed | student | test accuracy | macro F1 | epochs | train s | peak MB |", "|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         lines.append(f"| {r['seed']} | CNN, {r['kind']} | {100 * r['test_accuracy']:.2f}% | {r['macro_f1']:.4f} | "

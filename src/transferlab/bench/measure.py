@@ -71,3 +71,11 @@ def earlier_results(out: Path, results: dict, same: tuple[str, ...], field: str 
     if not isinstance(earlier, dict) or not all(earlier.get(k) == results.get(k) for k in same):
         return []
     return list(earlier.get(field) or [])
+
+
+def need_seeds(seeds) -> None:
+    """A multi-seed suite refuses an empty seed list before any work."""
+    if not seeds:
+        from ..errors import ConfigError
+
+        raise ConfigError("no seeds to run", hint="--seeds 1 or more")
