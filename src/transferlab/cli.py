@@ -29,6 +29,8 @@ LABEL = typer.Option("label", "--label-col", help="column holding the label(s)")
 PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-pair tasks")
 SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
+RUNTIME = typer.Option("auto", "--runtime", help="auto (the folder's checked ONNX export when it has one and runs on "
+                       "the CPU, else PyTorch) | onnx | torch")
 TRUST = typer.Option(False, "--trust-remote-code", help="let the saved model run code shipped with it or its encoder "
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
@@ -272,11 +274,14 @@ def _train_tasks(tasks_file: Path, out_dir: Path, *, overrides: dict) -> None:
                       highlight=False)
 
 
-def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: bool):
+def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: bool, runtime: str = "auto"):
     """(kind, fitted estimator) of a saved folder: a classifier, a tagger, or one task of a multi-task model."""
     from .models.base import saved_task
 
     kind = saved_task(model_dir)
+    if runtime == "onnx" and kind != "classification":
+        raise DataError("--runtime onnx is for text classifiers (`transferlab export` makes their graphs)",
+                        where=str(model_dir), hint="drop --runtime")
     if kind == "multi-task":
         from .models.multitask import MultiTaskModel
 
@@ -296,7 +301,7 @@ def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: b
         return kind, TokenTagger.load(model_dir, trust_remote_code=trust_remote_code)
     from .models.classifier import TextClassifier
 
-    return "classification", TextClassifier.load(model_dir, trust_remote_code=trust_remote_code)
+    return "classification", TextClassifier.load(model_dir, trust_remote_code=trust_remote_code, runtime=runtime)
 
 
 def _task_of(task: str, data: str) -> str:
@@ -416,6 +421,7 @@ def evaluate(
                                                     "beside the whole with its size and 95% intervals: NAME=regex:"
                                                     "PATTERN | NAME=column:COL=VALUE | NAME=length:MIN-MAX (words); "
                                                     "repeatable"),
+    runtime: str = RUNTIME,
     trust_remote_code: bool = TRUST,
 ):
     """Score a saved model on labelled data: accuracy, F1, per-class metrics, AUCs, confusion matrix; for a tagger,
@@ -423,7 +429,7 @@ def evaluate(
     from .data.loading import needed_columns
     from .data.readers import read_examples
     from .data.splits import select_split
-    kind, model = _load_estimator(model_dir, model_task, trust_remote_code)
+    kind, model = _load_estimator(model_dir, model_task, trust_remote_code, runtime)
     if kind == "token-classification":
         sentences = _read_tagged(data, scheme=scheme, repair=repair_tags, skip_bad_rows=skip_bad_rows)
         if limit is not None:
@@ -455,6 +461,7 @@ def predict(
     pair_field: Optional[str] = typer.Option(None, help="field holding the second text of a pair"),
     batch_size: int = typer.Option(256, help="lines scored together"),
     model_task: Optional[str] = typer.Option(None, "--task", help="a multi-task model: which of its tasks"),
+    runtime: str = RUNTIME,
     trust_remote_code: bool = TRUST,
 ):
     """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted).
@@ -464,7 +471,7 @@ def predict(
 
     if input_file is not None and not input_file.is_file():
         raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
-    kind, model = _load_estimator(model_dir, model_task, trust_remote_code)
+    kind, model = _load_estimator(model_dir, model_task, trust_remote_code, runtime)
     stream = open(input_file, encoding="utf-8") if input_file else sys.stdin
     name = str(input_file) if input_file else "<stdin>"
     if kind == "token-classification":
@@ -482,6 +489,41 @@ def predict(
             rest = {k: v for k, v in obj.items() if k not in (text_field, pair_field)}
             rest.update(label=label, scores={lab: round(float(p), 6) for lab, p in zip(clf.labels_, row)})
             print(json.dumps(rest, ensure_ascii=False))
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train` (a text classifier)"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (the only format so far)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also a dynamically quantised graph "
+                                           "(int8 weights), which `--runtime auto` then prefers"),
+    data: Optional[str] = typer.Option(None, "--data", help="labelled data to check the export on (default: the "
+                                       "validation part of the data the model was trained on)"),
+    text_col: str = TEXT, label_col: str = LABEL,
+    split: str = typer.Option("all", help="which rows of --data, e.g. seed:validation"),
+    max_rows: int = typer.Option(1000, "--max-rows", help="rows the check scores (a stratified draw)"),
+    tolerance: float = typer.Option(1e-4, help="largest allowed difference between the float32 graph's "
+                                    "probabilities and eager PyTorch's"),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points the int8 graph may lose against eager"),
+    force: bool = typer.Option(False, "--force", help="keep a graph that failed its check (with a warning; "
+                               "`--runtime auto` will not use it)"),
+    trust_remote_code: bool = TRUST,
+):
+    """Export a saved classifier to an ONNX Runtime graph in MODEL/onnx/, checked against eager PyTorch on the
+    model's own validation data; predict, evaluate and the benches then use it (--runtime auto)."""
+    from .runtime.onnx import export_model
+
+    if fmt != "onnx":
+        raise DataError(f"unknown export format {fmt!r}", hint="--format onnx")
+    record = export_model(model_dir, quantize=quantize, data=data, text_col=text_col, label_col=label_col,
+                          split=split, max_rows=max_rows, tolerance=tolerance, max_drop=max_drop, force=force,
+                          trust_remote_code=trust_remote_code, announce=_announce)
+    for kind, entry in record["files"].items():
+        out.print(escape(f"{kind}: {model_dir / 'onnx' / entry['file']} ({entry['bytes'] / 2**20:.1f} MiB)"),
+                  highlight=False)
+    out.print(escape(f"--runtime auto uses: {record['default'] or 'PyTorch (no graph passed its check)'}"),
+              highlight=False)
 
 
 def _announce(message: str) -> None:

@@ -106,10 +106,42 @@ class SentenceEncoder:
         self.long_document = long_document
         self.max_chunks = max_chunks
         self.batch_size = batch_size
-        key = hashlib.sha256(
-            f"{_identity(resolved)}|{self.max_length}|{long_document}|{max_chunks}".encode()
+        self.use_cache = use_cache
+        self.graph = None  # an ONNX Runtime graph of this encoder (runtime/onnx.py), when one is attached
+        self.cache = EmbeddingCache(self._cache_key()) if use_cache else None
+
+    def _cache_key(self) -> str:
+        # A graph's embeddings (int8 above all) are not PyTorch's: they are cached apart, keyed by the graph file's
+        # own hash, so a re-export never reads an earlier graph's vectors.
+        runtime = f"|onnx-{self.graph.sha256}" if self.graph is not None else ""
+        return hashlib.sha256(
+            f"{_identity(self.resolved)}|{self.max_length}|{self.long_document}|{self.max_chunks}{runtime}".encode()
         ).hexdigest()[:24]
-        self.cache = EmbeddingCache(key) if use_cache else None
+
+    def use_graph(self, graph) -> None:
+        """Encode with an exported ONNX graph of this model (None: back to PyTorch)."""
+        self.graph = graph
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = EmbeddingCache(self._cache_key())
+
+    def tokenise(self, texts: Sequence[str]) -> dict:
+        """Token ids of each text as the sentence-transformers model reads them (cut at ``max_length``), unpadded."""
+        return dict(self.model.tokenizer(list(texts), truncation=True, max_length=self.max_length))
+
+    def _graph_encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The exported graph over length-sorted batches padded per batch (what ``model.encode`` does in PyTorch)."""
+        import torch
+
+        enc = self.tokenise(texts)
+        order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.model.tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="pt")
+            with torch.no_grad():
+                out[idx] = self.graph(**batch).float().numpy()
+        return out
 
     @property
     def dim(self) -> int:
@@ -136,8 +168,11 @@ class SentenceEncoder:
     def _encode_uncached(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
         windows = [self._windows(t) for t in texts]
         flat = [w for ws in windows for w in ws]
-        vecs = self.model.encode(flat, batch_size=self.batch_size, convert_to_numpy=True,
-                                 show_progress_bar=show_progress)
+        if self.graph is not None:
+            vecs = self._graph_encode(flat)
+        else:
+            vecs = self.model.encode(flat, batch_size=self.batch_size, convert_to_numpy=True,
+                                     show_progress_bar=show_progress)
         out, pos = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32), 0
         for i, ws in enumerate(windows):
             out[i] = vecs[pos : pos + len(ws)].mean(axis=0)

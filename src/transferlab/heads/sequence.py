@@ -22,11 +22,12 @@ class CNNHead(nn.Module):
         self.out_dim = filters * len(self.kernel_sizes)
 
     def forward(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        widest = max(self.kernel_sizes)
-        if emb.size(1) < widest:  # documents shorter than the widest filter
-            pad = widest - emb.size(1)
-            emb = nn.functional.pad(emb, (0, 0, 0, pad))
-            mask = nn.functional.pad(mask, (0, pad))
+        # Documents shorter than the widest filter need padding to give it one window.  Always padding by
+        # widest - 1 gives the same result for every length (padded windows are masked below) and has no
+        # length-dependent branch, so an exported graph (runtime/onnx.py) is right for every length too.
+        pad = max(self.kernel_sizes) - 1
+        emb = nn.functional.pad(emb, (0, 0, 0, pad))
+        mask = nn.functional.pad(mask, (0, pad))
         # Padding counts as zeros, and a window must lie wholly on real tokens (the first window
         # always counts, for documents shorter than the filter), so the amount of padding never matters.
         x = (emb * mask.unsqueeze(-1).to(emb.dtype)).transpose(1, 2)

@@ -165,7 +165,15 @@ class FrozenFeatureBackend(Backend):
             self._enc = SentenceEncoder(self.resolved, device=self.device, max_length=self.cfg.max_length,
                                         long_document=self.cfg.truncation, use_cache=not self.contrastive,
                                         trust_remote_code=self.cfg.trust_remote_code)
+            if getattr(self, "_graph", None) is not None:
+                self._enc.use_graph(self._graph)
         return self._enc
+
+    def use_graph(self, graph) -> None:
+        """Embed with an exported ONNX graph of the encoder (runtime/onnx.py); the head stays in PyTorch."""
+        self._graph = graph
+        if getattr(self, "_enc", None) is not None:
+            self._enc.use_graph(graph)
 
     def build(self, train, validation, n_labels, seed):
         enc = self._encoder()

@@ -184,7 +184,9 @@ class TextClassifier(Estimator):
         ex = as_examples(X)
         if len(ex) == 0:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        return predict_logits(self.module_, self.backend_, self.backend_.prepare(ex),
+        # An exported ONNX graph (runtime/onnx.py) when one was attached at load, else the PyTorch network.
+        network = getattr(self, "runtime_", None) or self.module_
+        return predict_logits(network, self.backend_, self.backend_.prepare(ex),
                               self.train_config.eval_batch_size or 64, self.device_, show_progress=show_progress)
 
     def predict(self, X) -> list:
@@ -478,9 +480,16 @@ class TextClassifier(Estimator):
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False) -> "TextClassifier":
+    def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False,
+             runtime: str = "auto") -> "TextClassifier":
         """Load a saved model (format 1 or 2).  Code shipped with it (or with its encoder) runs only when the caller
-        passes ``trust_remote_code=True``; the folder's own config.json cannot switch that on."""
+        passes ``trust_remote_code=True``; the folder's own config.json cannot switch that on.
+
+        ``runtime``: ``auto`` scores with the folder's checked ONNX export (``transferlab export``) when there is one
+        and the model runs on the CPU, else with PyTorch; ``onnx`` insists on the export; ``torch`` ignores it.
+        Embeddings (:meth:`embed`) always come from the PyTorch network."""
+        from ..runtime.onnx import attach
+
         from safetensors.torch import load_file
 
         folder = Path(path)
@@ -496,7 +505,19 @@ class TextClassifier(Estimator):
         clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)
         clf.module_.to(clf.device_).eval()
+        clf.use_runtime(attach(folder, runtime, clf.device_))
         return clf
+
+    def use_runtime(self, graph) -> None:
+        """Score with an exported ONNX graph (runtime/onnx.py's OnnxNet), or with PyTorch again (None).  A frozen
+        encoder's graph is the encoder alone: it computes the embeddings and the small head stays in PyTorch."""
+        from ..config import FROZEN_FEATURES
+
+        if self.model_config.family == FROZEN_FEATURES:
+            self.backend_.use_graph(graph)
+            self.runtime_ = None
+        else:
+            self.runtime_ = graph
 
 
 def _seed_everything(seed: int) -> None:
