@@ -113,6 +113,9 @@ def test_model_choice_study_counts_choices_near_the_best(tmp_path):
             x = d[m]
             assert x["within"] == (x["chosen_test_g"] >= x["best_test_g"] - 0.05)
             assert x["best_test_g"] == max(x["test_g"].values())
+            # every family scored under both methods (glove-dan once failed under cv, and the draw silently
+            # compared tfidf with itself)
+            assert set(x["test_g"]) == {"tfidf", "glove-dan"} and x["failed"] == {}
     md = (tmp_path / "study" / "results.md").read_text()
     assert "mean regret" in md and "within 5 points" in md
     assert "--rows tfidf,glove-dan --folds 3 --repeats 1" in md  # the command that reproduces it

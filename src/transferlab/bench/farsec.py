@@ -137,8 +137,9 @@ def _fitter(family: dict, settings: dict, seed: int, device: str):
 
         held = {"threshold": "g", "positive": POSITIVE} if validation is not None else {
             "validation_fraction": 0.0, "patience": None}
-        clf = TextClassifier(**family["model"], **family.get("train", {}), **settings, **held, seed=seed,
-                             device=device)
+        # later dicts override earlier ones: without validation, a family's own patience gives way to none
+        clf = TextClassifier(**{**family["model"], **family.get("train", {}), **settings, **held, "seed": seed,
+                                "device": device})
         clf.fit(train, validation=validation, out_dir=run_dir, save_model=False)
         return (lambda texts: _positive_scores(clf.predict_proba(texts, show_progress=len(texts) > 2000),
                                                clf.labels_)), clf
@@ -439,10 +440,13 @@ def choice_study(path: str | Path, out: Path, *, families: list[str] | None = No
             ok = [r for r in res["rows"] if r.get("status") == "ok"]
             chosen = best_row(res)
             top = max(r["test"]["g_measure"] for r in ok)
+            failed = {r["name"]: r.get("error", "") for r in res["rows"] if r.get("status") != "ok"}
             record[method] = {"chosen": chosen["name"], "chosen_test_g": chosen["test"]["g_measure"],
                               "best": max(ok, key=lambda r: r["test"]["g_measure"])["name"], "best_test_g": top,
                               "within": chosen["test"]["g_measure"] >= top - within,
-                              "test_g": {r["name"]: r["test"]["g_measure"] for r in ok}}
+                              "test_g": {r["name"]: r["test"]["g_measure"] for r in ok}, "failed": failed}
+            for fam, why in failed.items():  # a failed family shrinks the comparison: said, never silent
+                announce(f"    {fam} failed ({why}); this draw compares the others only")
             announce(f"    chose {chosen['name']} (test g {100 * chosen['test']['g_measure']:.1f}); best "
                      f"{record[method]['best']} {100 * top:.1f}")
         draws_out.append(record)
@@ -468,6 +472,11 @@ def choice_study(path: str | Path, out: Path, *, families: list[str] | None = No
         lines.append(f"| {r['draw']} | {r['holdout']['chosen']} ({100 * r['holdout']['chosen_test_g']:.1f}) | "
                      f"{r['cv']['chosen']} ({100 * r['cv']['chosen_test_g']:.1f}) | {r['cv']['best']} "
                      f"({100 * r['cv']['best_test_g']:.1f}) |")
+    failures = [f"draw {r['draw']} {m}: {fam} ({why})" for r in draws_out for m in ("holdout", "cv")
+                for fam, why in r[m]["failed"].items()]
+    if failures:
+        lines += ["", f"Failed rows ({len(failures)}; those draws compare the other families only): "
+                  + "; ".join(failures) + "."]
     lines += ["", f"Hardware: {hardware_line(env['hardware'])}.",
               f"Command: `transferlab bench farsec-choice --data {path} --draws {draws} --project-size {size} "
               f"--project-positives {positives} --rows {','.join(results['families'])} --folds {folds} "
