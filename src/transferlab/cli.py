@@ -552,7 +552,9 @@ def bench(
                                 "--rows = families), farsec-choice (how often model choice lands near the best on "
                                 "small projects drawn from --data, holdout against cross-validation), distill (a GloVe CNN student of a "
                                 "fine-tuned MiniLM teacher on IMDB against the same CNN on labels alone; --seeds "
-                                "seeds from --seed), dapt (MiniLM against MiniLM after masked-LM on the IMDB train + validation reviews, "
+                                "seeds from --seed), speed (CPU inference: eager, ONNX fp32/int8, the transformers "
+                                "pipeline and sentence-transformers' ONNX backend at 128/256/512 tokens; --model, "
+                                "--peer-python), dapt (MiniLM against MiniLM after masked-LM on the IMDB train + validation reviews, "
                                 "fine-tuned and frozen, --seeds seeds; reduced setting by default), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
@@ -590,6 +592,11 @@ def bench(
     copies: int = typer.Option(2, help="distill: perturbed copies of each training text in the transfer set"),
     temperature: float = typer.Option(2.0, help="distill: softening temperature"),
     alpha: float = typer.Option(0.5, help="distill: weight of the teacher's soft targets beside the labels"),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="speed: a fine-tuned classifier with an ONNX "
+                                             "export (default: MiniLM fine-tuned and exported here)"),
+    peer_python: Optional[str] = typer.Option(None, "--peer-python", help="speed: a Python with sentence-"
+                                              "transformers' ONNX backend (bash scripts/peer-venv.sh makes "
+                                              ".venv-peers/bin/python)"),
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
@@ -636,6 +643,20 @@ def bench(
         dapt.run(out_dir, data=data, text_col=text_col, label_col=label_col, split=split,
                  seeds=[seed + i for i in range(seeds)], device=device, announce=_announce, **given)
         _print_results(out_dir)
+        return
+    if suite == "speed":
+        from .bench import speed
+
+        _need_out(out_dir, "benchmarks/speed")
+        given = {k: v for k, v in dict(max_train=max_train, max_validation=max_validation, max_length=max_length,
+                                       epochs=epochs).items() if v is not None}
+        results = speed.run(out_dir, model=str(model_dir) if model_dir else None, data=data, text_col=text_col,
+                            label_col=label_col, split=split, n_accuracy=max_test or 2000,
+                            rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None,
+                            peer_python=peer_python, announce=_announce, **given)
+        _print_results(out_dir)
+        if any(r["status"] == "failed" for r in results["rows"]):
+            raise typer.Exit(ExitCode.FAILED)
         return
     if suite == "conll2003":
         _bench_conll(data, out_dir, rows, max_train, max_test, epochs, device, seed)

