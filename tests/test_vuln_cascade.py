@@ -445,3 +445,29 @@ def test_stage1_can_use_another_encoder_in_its_recipes_place(security_data, tmp_
     info = json.loads((tmp_path / "c" / "cascade.json").read_text())
     assert info["stage1"]["encoder"] == folder
     assert json.loads((tmp_path / "c" / "stage1" / "config.json").read_text())["model"]["encoder"] == folder
+
+
+def test_vuln_export_writes_checked_graphs_for_both_stages_and_scores_like_eager(cascade_dir, security_data,
+                                                                                tmp_path):
+    pytest.importorskip("onnxruntime")
+    from transferlab.runtime.onnx import OnnxNet
+
+    out = tmp_path / "exported"
+    res = CliRunner().invoke(app, ["vuln", "export", "--cascade", str(cascade_dir), "--out", str(out),
+                                   "--data-dir", str(security_data)])
+    assert res.exit_code == 0, res.output
+    for n in (1, 2):
+        record = json.loads((out / f"stage{n}" / "onnx" / "export.json").read_text())
+        assert record["default"] == "fp32" and record["check"]["fp32"]["ok"]
+        assert "validation" in record["check"]["data"]
+    assert not (cascade_dir / "stage1" / "onnx").exists()  # the source cascade was not written to
+    onnx, eager = Cascade.load(out), Cascade.load(cascade_dir)
+    assert isinstance(onnx.stage1.runtime_, OnnxNet) and isinstance(onnx.stage2.runtime_, OnnxNet)
+    assert onnx.version == eager.version  # the same models: graphs are a runtime, not new weights
+    texts = ["heap overflow in the parser lets a crafted file run code", "the docs have a typo",
+             "xss in the login page", "add a dark theme"]
+    np.testing.assert_allclose(onnx.stage1.predict_proba(texts), eager.stage1.predict_proba(texts), atol=1e-5)
+    np.testing.assert_allclose(onnx.stage2.predict_proba(texts), eager.stage2.predict_proba(texts), atol=1e-5)
+    res = CliRunner().invoke(app, ["vuln", "export", "--cascade", str(cascade_dir), "--out", str(out),
+                                   "--data-dir", str(security_data)])
+    assert res.exit_code == 2 and "not empty" in res.output

@@ -244,10 +244,13 @@ def _inputs(examples):
 
 def export_model(model_dir: str | Path, *, quantize: str | None = None, data: str | None = None,
                  text_col: str = "text", label_col: str = "label", split: str = "all", max_rows: int = 1000,
-                 tolerance: float = 1e-4, max_drop: float = 0.5, force: bool = False, opset: int = OPSET,
-                 trust_remote_code: bool = False, announce: Callable[[str], None] = print) -> dict:
+                 examples=None, tolerance: float = 1e-4, max_drop: float = 0.5, force: bool = False,
+                 opset: int = OPSET, trust_remote_code: bool = False,
+                 announce: Callable[[str], None] = print) -> dict:
     """Export a saved classifier to ``MODEL/onnx/`` and check it (see the module docstring); returns the record
-    written to ``export.json``.  ``max_drop`` is in accuracy points (0.5 = half a point)."""
+    written to ``export.json``.  ``max_drop`` is in accuracy points (0.5 = half a point).  ``examples``: labelled
+    :class:`Examples` to check on (a caller that knows the model's validation part, like ``vuln export``) instead
+    of ``data`` or the recorded data spec."""
     from ..models.base import environment, saved_task
     from ..models.classifier import TextClassifier
 
@@ -259,8 +262,14 @@ def export_model(model_dir: str | Path, *, quantize: str | None = None, data: st
                           hint="export a model written by `transferlab train` on a classification task")
     _require_ort()
     clf = TextClassifier.load(folder, device="cpu", runtime="torch", trust_remote_code=trust_remote_code)
-    sample, source = check_sample(clf, data, text_col=text_col, label_col=label_col, split=split,
-                                  max_rows=max_rows)
+    if examples is not None:
+        from ..data.loading import subsample
+
+        sample, source = (subsample(examples, max_rows, seed=13) if len(examples) > max_rows else examples,
+                          examples.source or "the given examples")
+    else:
+        sample, source = check_sample(clf, data, text_col=text_col, label_col=label_col, split=split,
+                                      max_rows=max_rows)
     out = folder / SUBDIR
     out.mkdir(exist_ok=True)
     for stale in (FP32, INT8, RECORD):

@@ -49,7 +49,7 @@ def _matomo_events(frame, path: Path) -> int:
 
 
 def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[str], None] = print,
-        max_throughput: int | None = None, command: str | None = None) -> dict:
+        max_throughput: int | None = None, command: str | None = None, runtime: str = "auto") -> dict:
     from ..models.base import environment
     from .cascade import _held_out
     from .ingest import ingest
@@ -59,7 +59,7 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cascade = Cascade.load(cascade_dir)
+    cascade = Cascade.load(cascade_dir, runtime=runtime)
     info = cascade.info
     split = info["stage1"]["labels"]
     p1 = L.stage1(data, validation_from=split["validation_from"], test_from=split["test_from"], farsec=False)
@@ -125,7 +125,8 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     with tempfile.TemporaryDirectory() as empty:
         os.environ["TRANSFERLAB_CACHE"] = empty
         try:
-            scored, score_s = score_pending(store, Cascade.load(cascade_dir), None, None, progress=True)
+            scored, score_s = score_pending(store, Cascade.load(cascade_dir, runtime=runtime), None, None,
+                                            progress=True)
         finally:
             if before is None:
                 os.environ.pop("TRANSFERLAB_CACHE", None)
@@ -136,13 +137,22 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
                             "records_scored": scored, "score_seconds": round(score_s, 2),
                             "score_records_per_s": round(scored / score_s, 1) if score_s else None,
                             "end_to_end_records_per_s": round(scored / (ingest_s + score_s), 1),
-                            "device": str(cascade.stage1.device_)}
+                            "device": str(cascade.stage1.device_), "runtime": _runtime(cascade)}
     hour.unlink()
     db.unlink()
     _plot(cascade, ((p1.test, score1), (p2.test, score2)), out / "pr_curves.png")
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     (out / "results.md").write_text(markdown(result), encoding="utf-8")
     return result
+
+
+def _runtime(cascade: Cascade) -> str:
+    """What scored each stage: PyTorch, or an exported ONNX graph (fp32/int8; a frozen stage's graph is its encoder)."""
+    def one(model) -> str:
+        graph = model.runtime_ or getattr(model.backend_, "_graph", None)
+        return f"onnx-{graph.kind}" if graph is not None else "torch"
+
+    return f"stage 1 {one(cascade.stage1)}, stage 2 {one(cascade.stage2)}"
 
 
 def _plot(cascade: Cascade, scored, path: Path) -> None:
@@ -187,7 +197,8 @@ def markdown(r: dict) -> str:
         f"Cascade `{r['cascade']['version']}`: stage 1 `{m['stage1']['id']}` (threshold {m['stage1']['threshold']:.4f}, "
         f"{m['stage1']['rule']} on validation), stage 2 `{m['stage2']['id']}` (threshold {m['stage2']['threshold']:.4f}, "
         f"{m['stage2']['rule']}).  Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
-        f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}; torch "
+        f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}"
+        f"{' (' + t['runtime'] + ')' if t.get('runtime') else ''}; torch "
         f"{r['environment']['versions'].get('torch')}.", "", f"Command: `{r.get('command', 'transferlab vuln benchmark')}`",
         "",
         "## Stage 1: security-relevant (Matomo, split by time)", "",

@@ -164,16 +164,17 @@ class Cascade:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, trust_remote_code: bool = False) -> "Cascade":
-        """Load both stages; code shipped with a stage runs only with the caller's ``trust_remote_code=True``."""
+    def load(cls, folder: str | Path, *, trust_remote_code: bool = False, runtime: str = "auto") -> "Cascade":
+        """Load both stages; code shipped with a stage runs only with the caller's ``trust_remote_code=True``.
+        ``runtime``: auto (a stage's checked ONNX export from `vuln export` when it has one), onnx or torch."""
         from ..models.backends import read_json
 
         folder = Path(folder)
         info = read_json(folder / "cascade.json", "this is not a cascade folder",
                          hint="train one with `transferlab vuln train --out FOLDER`")
         # each load re-checks its weights' SHA-256 and refuses a stage that asks to run code
-        stage1 = TextClassifier.load(folder / "stage1", trust_remote_code=trust_remote_code)
-        stage2 = TextClassifier.load(folder / "stage2", trust_remote_code=trust_remote_code)
+        stage1 = TextClassifier.load(folder / "stage1", trust_remote_code=trust_remote_code, runtime=runtime)
+        stage2 = TextClassifier.load(folder / "stage2", trust_remote_code=trust_remote_code, runtime=runtime)
         found = _identity(folder, stage1, stage2, info.get("recipes", {}))
         if found["version"] != info.get("version") or found["models"] != info.get("models"):
             raise ModelFileError("the stage models are not the ones this cascade.json describes "
@@ -368,3 +369,44 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
     cascade.save(out)
     log(f"saved {out} ({cascade.version})")
     return cascade
+
+
+def export_cascade(source: str | Path, out: str | Path | None = None, *, quantize: str | None = None,
+                   data: str | Path | None = None, max_drop: float = 0.5, force: bool = False,
+                   trust_remote_code: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Both stages of a cascade as ONNX graphs (runtime/onnx.py), each checked on its own validation part (stage 1:
+    the Matomo validation period its cascade.json records; stage 2: the grouped validation part), so that ``vuln
+    scan`` and ``vuln benchmark`` score with them.  ``out``: copy the cascade there first (the shipped cascade is
+    part of the installed package and is never written to)."""
+    import shutil
+
+    from ..runtime.onnx import export_model
+    from .demo import SHIPPED
+
+    source = Path(source)
+    Cascade.load(source, trust_remote_code=trust_remote_code)  # a complete, unaltered cascade before any work
+    info = json.loads((source / "cascade.json").read_text(encoding="utf-8"))
+    if info.get("shared_encoder"):
+        raise ConfigError("a shared-encoder (multi-task) cascade cannot be exported yet", where=str(source),
+                          hint="export a cascade of two models (`vuln train` without --shared)")
+    if out is None:
+        if source.resolve() == SHIPPED.resolve():
+            raise ConfigError("the shipped cascade is part of the installed package: export a copy",
+                              where=str(source), hint="--out runs/cascade-onnx, then --cascade runs/cascade-onnx")
+        target = source
+    else:
+        target = Path(out)
+        if target.exists() and any(target.iterdir()):
+            raise ConfigError("the output folder is not empty", where=str(target), hint="name a new folder")
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    split = info["stage1"]["labels"]
+    parts = {1: L.stage1(data or info.get("data"), validation_from=split["validation_from"],
+                         test_from=split["test_from"], farsec=split["farsec"],
+                         max_farsec_negatives=split.get("max_farsec_negatives")),
+             2: L.stage2(data or info.get("data"))}
+    for n in (1, 2):
+        log(f"stage {n}: exporting, checked on its validation part ({len(parts[n].validation)} items)")
+        export_model(target / f"stage{n}", quantize=quantize, examples=parts[n].validation, max_drop=max_drop,
+                     force=force, trust_remote_code=trust_remote_code, announce=lambda m: log("  " + m))
+    Cascade.load(target, trust_remote_code=trust_remote_code)  # what a scan will load, graphs and all
+    return target

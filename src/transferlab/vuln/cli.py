@@ -80,7 +80,11 @@ TRUST = typer.Option(False, "--trust-remote-code", help="let the cascade's model
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
 
-def _cascade(path: Optional[str], trust_remote_code: bool = False):
+RUNTIME = typer.Option("auto", "--runtime", help="auto (each stage's checked ONNX export from `vuln export` when it "
+                       "has one) | onnx | torch")
+
+
+def _cascade(path: Optional[str], trust_remote_code: bool = False, runtime: str = "auto"):
     import os
 
     from .cascade import Cascade
@@ -96,7 +100,7 @@ def _cascade(path: Optional[str], trust_remote_code: bool = False):
             raise ConfigError("no cascade given and none cached", hint="train one with `transferlab vuln train "
                               "--out runs/cascade` and pass --cascade runs/cascade (or run `transferlab vuln demo`)")
         path = str(found)
-    return Cascade.load(path, trust_remote_code=trust_remote_code)
+    return Cascade.load(path, trust_remote_code=trust_remote_code, runtime=runtime)
 
 
 def _since(value: Optional[str]):
@@ -159,6 +163,7 @@ def scan_cmd(
     report: List[Path] = typer.Option([], "--report", help="report file; the suffix picks the format "
                                       "(.md, .html, .csv, .json, .sarif); repeatable"),
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    runtime: str = RUNTIME,
     trust_remote_code: bool = TRUST,
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="TOML file mapping packages to projects "
                                            "(always wins over registries)"),
@@ -189,7 +194,7 @@ def scan_cmd(
 
     for path in report:
         format_of(path)  # a bad suffix fails before any work
-    model = _cascade(cascade, trust_remote_code)
+    model = _cascade(cascade, trust_remote_code, runtime)
     mapper = RepositoryMapper(mapping, online=not offline)
     store = Store.open(db)
     advisories = None
@@ -242,6 +247,39 @@ def _print_result(result) -> None:
     for problem in result.problems:
         err.print(escape(f"manifest problem: {problem}"), highlight=False)
     err.print(escape(result.summary()), highlight=False)
+
+
+@vuln_app.command("export")
+@friendly
+def export_cmd(
+    cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="copy the cascade here and export the copy (needed "
+                                           "for the shipped cascade); default: export in place"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also dynamically quantised graphs, "
+                                           "which scans then prefer"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources (for each stage's "
+                                            "validation part; default: the folder the cascade was trained from)"),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points an int8 stage may lose against eager "
+                                   "on its validation part"),
+    force: bool = typer.Option(False, "--force", help="keep a graph that failed its check (scans will not use it)"),
+    trust_remote_code: bool = TRUST,
+):
+    """Export both stages of a cascade to ONNX Runtime graphs (see `transferlab export`), each checked on its own
+    validation part; `vuln scan --cascade` and `vuln benchmark` then score with them."""
+    import os
+
+    from .cascade import export_cascade
+    from .demo import cached_cascade
+
+    source = cascade or os.environ.get("TRANSFERLAB_VULN_CASCADE") or cached_cascade()
+    if source is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("no cascade given and none cached", hint="--cascade FOLDER")
+    target = export_cascade(source, out_dir, quantize=quantize, data=data_dir, max_drop=max_drop, force=force,
+                            trust_remote_code=trust_remote_code,
+                            log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    out.print(escape(f"exported: {target} (scan with --cascade {target})"), highlight=False)
 
 
 @vuln_app.command("triage")
@@ -369,6 +407,7 @@ def benchmark_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources"),
     max_throughput: Optional[int] = typer.Option(None, "--max-throughput", help="items for the throughput run "
                                                  "(default: the whole test period)"),
+    runtime: str = RUNTIME,
 ):
     """Held-out figures of both stages (Matomo by time for stage 1), the whole cascade on the test period, and
     ingest + scoring throughput on this machine."""
@@ -377,7 +416,7 @@ def benchmark_cmd(
     import shlex
     import sys
 
-    result = run(cascade, out_dir, data=data_dir, max_throughput=max_throughput,
+    result = run(cascade, out_dir, data=data_dir, max_throughput=max_throughput, runtime=runtime,
                  log=lambda m: err.print(escape(m), highlight=False),
                  command=shlex.join(["transferlab", *sys.argv[1:]]))
     out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
