@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -141,6 +142,9 @@ def train(
     evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
     task: str = typer.Option("auto", help="classification | ner (token tagging) | auto: ner when --data is a CoNLL "
                              "file (token TAG lines), else classification"),
+    processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training in this many processes "
+                                  "(Accelerate + PyTorch DDP: gloo on CPUs, NCCL on GPUs); each takes its share of "
+                                  "every batch, one writes the model"),
     validation_data: Optional[str] = typer.Option(None, "--validation-data", help="ner: a separate validation file "
                                                   "(CoNLL or JSONL); default: 10% of --data"),
     test_data: Optional[str] = typer.Option(None, "--test-data", help="ner: a test file scored once after training "
@@ -166,7 +170,13 @@ def train(
     """Train a classifier, or a named-entity tagger (--task ner), and save it with its metrics and curves in --out."""
     from .data.loading import load_parts
     from .models.classifier import TextClassifier
+    from .training.distributed import is_main_process, launch
 
+    if processes > 1 and tasks is not None:
+        raise DataError("a multi-task model trains in one process", hint="drop --processes")
+    if processes > 1 and not os.environ.get("TRANSFERLAB_LAUNCHED"):
+        # this command again, as `processes` data-parallel copies (training/distributed.py)
+        raise typer.Exit(launch(_without_option(sys.argv[1:], "--processes"), processes))
     if tasks is not None:
         if data is not None:
             raise DataError("--tasks names each task's data itself", hint="drop --data, or drop --tasks")
@@ -238,6 +248,8 @@ def train(
     if extra_info is not None:
         data_info["extra_train"] = {"store": str(extra_train), **extra_info}
     clf.fit(parts["train"], validation=validation, out_dir=out_dir, data_info=data_info)
+    if not is_main_process():
+        return  # data-parallel: the main process reports and evaluates
     best = clf.fit_info_.get("best", {})
     carried = clf.fit_info_.get("init_from")
     if carried:
@@ -247,6 +259,19 @@ def train(
     _print_decision(clf)
     if evaluate_test and len(parts["test"]):
         _evaluate_and_write(clf, parts["test"], out_dir / "report.json")
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def _train_tasks(tasks_file: Path, out_dir: Path, *, overrides: dict) -> None:
@@ -335,6 +360,10 @@ def _train_ner(data, validation_data, test_data, *, scheme, repair, skip_bad_row
     tagger = TokenTagger(**params)
     tagger.fit(train, validation=val, out_dir=out_dir, data_info={"data": data, "validation_data": validation_data,
                                                                   "scheme_read": train.scheme})
+    from .training.distributed import is_main_process
+
+    if not is_main_process():
+        return  # data-parallel: the main process reports and evaluates
     best = tagger.fit_info_.get("best", {})
     err.print(f"trained in {tagger.fit_info_['train_seconds']:.1f}s; best epoch {best.get('epoch')}; saved to {out_dir}")
     if test_data:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import FROZEN_FEATURES, TrainConfig
 from ..data.records import Examples
 from ..encoders.zoo import resolve
 from ..errors import ConfigError, DataError
@@ -67,6 +67,11 @@ class TextClassifier(Estimator):
         if len(train) == 0:
             raise DataError("training data is empty", where=train.source)
         mcfg, tcfg = self._resolve_configs()
+        from ..training.distributed import is_main_process, world
+
+        if world()[1] > 1 and mcfg.family == FROZEN_FEATURES:
+            raise ConfigError("several processes train the fine-tuning loop (transformers, word vectors); a head on "
+                              "frozen embeddings trains in seconds in one", hint="drop --processes")
         _seed_everything(tcfg.seed)
         oof = None
         if tcfg.cv_folds:
@@ -150,7 +155,7 @@ class TextClassifier(Estimator):
         from ..data.splits import fingerprint
 
         self.fit_info_ = {
-            "train_seconds": round(time.perf_counter() - started, 2), "best": best,
+            "train_seconds": round(time.perf_counter() - started, 2), "processes": world()[1], "best": best,
             "n_train": len(train), "n_validation": len(val) if val is not None else 0,
             "train_fingerprint": fingerprint(train), "encoder_info": self.backend_.info,
             # A frozen encoder lives outside the module but still costs its parameters at inference.
@@ -165,7 +170,7 @@ class TextClassifier(Estimator):
         }
         if student is not None:  # trained: from here on it is a classifier like any other
             self.task_ = SequenceClassification(self.labels_, self.multilabel_)
-        if out_dir is not None and save_model:
+        if out_dir is not None and save_model and is_main_process():  # data-parallel: one process writes
             self.save(out_dir)
         return self
 

@@ -118,7 +118,9 @@ class TokenTagger(Estimator):
             "params_trainable": sum(p.numel() for p in self.module_.parameters() if p.requires_grad),
             **(data_info or {}),
         }
-        if out_dir is not None and save_model:
+        from ..training.distributed import is_main_process
+
+        if out_dir is not None and save_model and is_main_process():  # data-parallel: one process writes
             self.save(out_dir)
         return self
 

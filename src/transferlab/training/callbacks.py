@@ -16,30 +16,39 @@ class MetricsFile(Callback):
     """One JSON line per epoch: losses, validation metrics, learning rate, seconds."""
 
     def __init__(self, path: Path):
+        from .distributed import is_main_process
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("", encoding="utf-8")
+        self.main = is_main_process()  # in data-parallel training, one process writes
+        if self.main:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
 
     def on_epoch_end(self, trainer, record):
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.main:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
 
 
 class CurvesPlot(Callback):
     """Redrawn after every epoch, so a long run can be watched."""
 
     def __init__(self, path: Path):
+        from .distributed import is_main_process
+
         self.path = Path(path)
+        self.main = is_main_process()
 
     def on_epoch_end(self, trainer, record):
         from ..evaluation.plots import plot_curves
 
-        plot_curves(trainer.history, self.path)
+        if self.main:
+            plot_curves(trainer.history, self.path)
 
     def on_train_end(self, trainer):
         from ..evaluation.plots import plot_curves
 
-        if trainer.history:
+        if trainer.history and self.main:
             plot_curves(trainer.history, self.path)
 
 

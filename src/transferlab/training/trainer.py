@@ -37,10 +37,12 @@ def mixed_precision(cfg: TrainConfig, device: str) -> str:
 
 
 def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle: bool,
-            rng: np.random.Generator | None = None, draw: np.ndarray | None = None, task=None):
+            rng: np.random.Generator | None = None, draw: np.ndarray | None = None, task=None,
+            shard: tuple[int, int] | None = None):
     """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
     ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement, or
-    follows the backend's own ``plan`` (a multi-task model: each batch from one task)."""
+    follows the backend's own ``plan`` (a multi-task model: each batch from one task).  ``shard`` (rank, processes):
+    data-parallel training, this process's part of each global batch (training/distributed.py)."""
     if shuffle and hasattr(backend, "plan"):  # a backend with its own batch plan (several tasks)
         yield from backend.plan(batch_size, rng)
         return
@@ -52,6 +54,10 @@ def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle
         order = np.argsort([backend.length(it) for it in items], kind="stable")
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
+        if shard is not None and shard[1] > 1:
+            from .distributed import share
+
+            idx = share(idx, *shard)
         batch = backend.collate([items[i] for i in idx])
         if targets is not None:
             # without a task: an array of per-example targets (the classification case)
@@ -67,8 +73,13 @@ class Trainer:
 
         self.backend, self.task, self.cfg, self.evaluate = backend, task, cfg, evaluate
         self.callbacks = list(callbacks)
+        from accelerate import DataLoaderConfiguration
+
+        # split_batches: with several processes each global batch is split between them (training/distributed.py),
+        # so a step is one step of the schedule, as in one process (not one per process)
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
-                                       gradient_accumulation_steps=cfg.grad_accum)
+                                       gradient_accumulation_steps=cfg.grad_accum,
+                                       dataloader_config=DataLoaderConfiguration(split_batches=True))
         self.module = module
         self.draw = draw
         self.history: list[dict] = []
@@ -90,14 +101,19 @@ class Trainer:
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
         self.model, optimizer, scheduler = self.accelerator.prepare(self.module, optimizer, scheduler)
         device = self.accelerator.device
+        shard = (self.accelerator.process_index, self.accelerator.num_processes)
+        if shard[1] > 1 and hasattr(self.backend, "plan"):
+            from ..errors import ConfigError
+
+            raise ConfigError("a multi-task model trains in one process", hint="drop --processes")
         step = 0
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
             started, losses = time.perf_counter(), []
             bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng,
-                               draw=self.draw, task=self.task),
+                               draw=self.draw, task=self.task, shard=shard),
                        total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-                       unit="batch", leave=False, disable=None)
+                       unit="batch", leave=False, disable=None if self.accelerator.is_main_process else True)
             for _, batch in bar:
                 self.backend.on_step(self.unwrapped, step, total)
                 with self.accelerator.accumulate(self.model):
@@ -113,7 +129,10 @@ class Trainer:
                     optimizer.zero_grad()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+            train_loss = float(np.mean(losses))
+            if shard[1] > 1:  # every process's share of the epoch, not the main process's alone
+                train_loss = float(self.accelerator.reduce(torch.tensor(train_loss), "mean"))
+            record = {"epoch": epoch, "step": step, "train_loss": train_loss,
                       "lr": float(scheduler.get_last_lr()[0])}
             if val_items:
                 val = self.evaluate(val_items, val_targets)
