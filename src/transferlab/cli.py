@@ -485,19 +485,35 @@ def evaluate(
 @friendly
 def predict(
     model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train`"),
-    input_file: Optional[Path] = typer.Option(None, "--input", help="JSONL file (default: standard input)"),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="JSONL file (default: standard input); with "
+                                              "--engine ray a folder or glob of them"),
     text_field: str = typer.Option("text", help="field holding the text"),
     pair_field: Optional[str] = typer.Option(None, help="field holding the second text of a pair"),
     batch_size: int = typer.Option(256, help="lines scored together"),
     model_task: Optional[str] = typer.Option(None, "--task", help="a multi-task model: which of its tasks"),
     runtime: str = RUNTIME,
+    engine: str = typer.Option("local", "--engine", help="local (this process, stdin or one --input file) | ray "
+                               "(--input a folder or glob of JSONL files, scored in parallel into --out)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="ray: folder for one NAME.predictions.jsonl per input "
+                                           "file; a rerun skips files already scored"),
+    workers: int = typer.Option(1, "--workers", help="ray: workers, each with one model"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", help="ray: a running "
+                                              "cluster (auto, or ray://HOST:10001); default: a local instance"),
+    restart: bool = typer.Option(False, "--restart", help="ray: score files that already have an output again"),
     trust_remote_code: bool = TRUST,
 ):
     """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted).
     A tagger (--task ner model) adds "entities": [{"start", "end", "label", "text"}] with character offsets into
-    the text (the text field is kept, so the offsets can be checked)."""
+    the text (the text field is kept, so the offsets can be checked). With --engine ray, many files at once."""
     from .serving_io import iter_jsonl
 
+    if engine not in ("local", "ray"):
+        raise DataError(f"unknown engine {engine!r}", hint="--engine local or --engine ray")
+    if engine == "ray":
+        _predict_ray(model_dir, input_file, out_dir, text_field=text_field, pair_field=pair_field,
+                     batch_size=batch_size, model_task=model_task, runtime=runtime, workers=workers,
+                     ray_address=ray_address, restart=restart, trust_remote_code=trust_remote_code)
+        return
     if input_file is not None and not input_file.is_file():
         raise DataError("file not found", where=str(input_file), hint="check the path, or leave out --input to read stdin")
     kind, model = _load_estimator(model_dir, model_task, trust_remote_code, runtime)
@@ -553,6 +569,29 @@ def export_cmd(
                   highlight=False)
     out.print(escape(f"--runtime auto uses: {record['default'] or 'PyTorch (no graph passed its check)'}"),
               highlight=False)
+
+
+def _predict_ray(model_dir, inputs, out_dir, *, text_field, pair_field, batch_size, model_task, runtime, workers,
+                 ray_address, restart, trust_remote_code) -> None:
+    from .models.base import saved_task
+    from .scale.ray_predict import predict_files
+
+    if inputs is None or out_dir is None:
+        raise DataError("--engine ray reads files and writes a folder", hint="give --input FOLDER|GLOB and --out DIR")
+    if model_task is not None or saved_task(model_dir) != "classification":
+        raise DataError("--engine ray scores with a text classifier", where=str(model_dir),
+                        hint="use --engine local for taggers and multi-task models")
+    result = predict_files(model_dir, inputs, out_dir, text_field=text_field, pair_field=pair_field, workers=workers,
+                           ray_address=ray_address, runtime=runtime, batch_size=batch_size, restart=restart,
+                           trust_remote_code=trust_remote_code, announce=_announce)
+    for f in result["files"]:
+        if f["status"] != "ok":
+            err.print(escape(f"failed: {f['path']}: {f['error']}"), highlight=False, soft_wrap=True)
+    err.print(escape(f"{result['records']} record(s) from {len(result['files'])} file(s) in {result['seconds']}s "
+                     f"({result['records_per_second']} records/s, {workers} worker(s)); {result['failed']} failed, "
+                     f"{result['skipped']} already scored; outputs in {out_dir}"), highlight=False, soft_wrap=True)
+    if result["failed"]:
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _announce(message: str) -> None:
