@@ -505,7 +505,7 @@ def predict(
     """Read JSONL, write JSONL: each input object comes back with "label" and "scores" added (text fields omitted).
     A tagger (--task ner model) adds "entities": [{"start", "end", "label", "text"}] with character offsets into
     the text (the text field is kept, so the offsets can be checked). With --engine ray, many files at once."""
-    from .serving_io import iter_jsonl
+    from .serving_io import iter_jsonl, scored
 
     if engine not in ("local", "ray"):
         raise DataError(f"unknown engine {engine!r}", hint="--engine local or --engine ray")
@@ -525,15 +525,9 @@ def predict(
             for obj, spans in zip(chunk, tagger.predict_spans([obj[text_field] for obj in chunk])):
                 print(json.dumps({**obj, "entities": spans}, ensure_ascii=False))
         return
-    clf = model
     for chunk in iter_jsonl(stream, name, text_field, pair_field, batch_size):
-        texts = [obj[text_field] for obj in chunk]
-        X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts
-        proba = clf.predict_proba(X)
-        for obj, label, row in zip(chunk, clf.decode(proba), proba):
-            rest = {k: v for k, v in obj.items() if k not in (text_field, pair_field)}
-            rest.update(label=label, scores={lab: round(float(p), 6) for lab, p in zip(clf.labels_, row)})
-            print(json.dumps(rest, ensure_ascii=False))
+        for row in scored(model, chunk, text_field, pair_field):
+            print(json.dumps(row, ensure_ascii=False))
 
 
 @app.command("export")

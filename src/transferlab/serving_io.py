@@ -29,3 +29,14 @@ def iter_jsonl(stream: TextIO | Iterable[str], name: str, text_field: str, pair_
             chunk = []
     if chunk:
         yield chunk
+
+
+def scored(clf, chunk: list[dict], text_field: str, pair_field: str | None) -> Iterator[dict]:
+    """Each input object with "label" and "scores" added and its text fields left out (what `predict` writes)."""
+    texts = [obj[text_field] for obj in chunk]
+    X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts
+    proba = clf.predict_proba(X)
+    for obj, label, row in zip(chunk, clf.decode(proba), proba):
+        rest = {k: v for k, v in obj.items() if k not in (text_field, pair_field)}
+        rest.update(label=label, scores={lab: round(float(p), 6) for lab, p in zip(clf.labels_, row)})
+        yield rest

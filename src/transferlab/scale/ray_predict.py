@@ -56,20 +56,15 @@ def _open(path: Path):
 
 def score_file(clf, path: Path, target: Path, text_field: str, pair_field: str | None, batch_size: int) -> int:
     """Score one JSONL file into ``target`` (written whole or not at all); returns the number of records."""
-    from ..serving_io import iter_jsonl
+    from ..serving_io import iter_jsonl, scored
 
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
     n = 0
     try:
         with _open(path) as stream, open(tmp, "w", encoding="utf-8") as out:
             for chunk in iter_jsonl(stream, str(path), text_field, pair_field, batch_size):
-                texts = [obj[text_field] for obj in chunk]
-                X = list(zip(texts, [obj[pair_field] for obj in chunk])) if pair_field else texts
-                proba = clf.predict_proba(X)
-                for obj, label, row in zip(chunk, clf.decode(proba), proba):
-                    rest = {k: v for k, v in obj.items() if k not in (text_field, pair_field)}
-                    rest.update(label=label, scores={lab: round(float(p), 6) for lab, p in zip(clf.labels_, row)})
-                    out.write(json.dumps(rest, ensure_ascii=False) + "\n")
+                for row in scored(clf, chunk, text_field, pair_field):
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
                     n += 1
         os.replace(tmp, target)
     finally:
