@@ -82,3 +82,60 @@ def test_ray_engine_refuses_what_it_cannot_do(tmp_path):
         input_files(tmp_path)
     a, b = tmp_path / "x" / "h.jsonl", tmp_path / "y" / "h.jsonl"
     assert output_for(a, tmp_path) != output_for(b, tmp_path)  # same name, other folders: other outputs
+    res = runner.invoke(app, ["vuln", "backfill", "--path", str(tmp_path / "nowhere"), "--db",
+                              f"sqlite:///{tmp_path / 'x.db'}"])
+    assert res.exit_code == 2 and "no such file or folder" in res.output
+    res = runner.invoke(app, ["vuln", "backfill", "--path", str(tmp_path), "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert res.exit_code == 2 and "no GH Archive hour files" in res.output
+
+
+def _hour(path, repo_items, start=0):
+    """A GH Archive-format hour: one IssuesEvent per (repo, title, body)."""
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for n, (repo, title, body) in enumerate(repo_items, start):
+            when = "2024-03-01T10:00:00Z"
+            issue = {"number": n, "title": title, "body": body, "state": "open", "user": {"login": "someone"},
+                     "html_url": f"https://github.com/{repo}/issues/{n}", "labels": [], "created_at": when,
+                     "updated_at": when}
+            fh.write(json.dumps({"id": str(n), "type": "IssuesEvent", "created_at": when, "repo": {"name": repo},
+                                 "payload": {"action": "opened", "issue": issue}}) + "\n")
+
+
+@pytest.mark.slow
+def test_backfill_on_ray_stores_and_scores_what_the_local_engine_does_and_resumes(tmp_path, ray_local):
+    from vuln_data import write_security_data
+
+    from transferlab.scale.ray_backfill import backfill
+    from transferlab.vuln.cascade import train_cascade
+    from transferlab.vuln.store import Store
+
+    cascade = tmp_path / "cascade"
+    train_cascade(cascade, data=write_security_data(tmp_path / "sec"), stage1_recipe="glove-dan",
+                  stage2_recipe="glove-dan", log=lambda m: None)
+    hours = tmp_path / "hours"
+    hours.mkdir()
+    texts = [("heap overflow in parser", "a crafted file overflows the heap buffer and runs code"),
+             ("add dark theme", "please add a dark theme"), ("xss in login", "script injection in the login form"),
+             ("typo in docs", "the readme has a typo")]
+    for h in range(3):
+        _hour(hours / f"2024-03-01-{h}.json.gz",
+              [("acme/lib" if i % 2 == 0 else "other/app", f"{t} {h}", b) for i, (t, b) in enumerate(texts)],
+              start=10 * h)
+    (hours / "2024-03-01-9.json.gz").write_bytes(b"not gzip at all")
+    runs = {}
+    for engine in ("local", "ray"):
+        db = f"sqlite:///{tmp_path / engine}.db"
+        result = backfill(hours, db, cascade, repos=["acme/lib"], engine=engine, workers=2, announce=lambda m: None)
+        # the broken hour is a counted skip of its file (kept in the store's skips table, retried by a rerun);
+        # the three others are stored
+        assert result["failed"] == 0 and result["skipped"] == 1
+        assert [f["path"] for f in result["files"] if f["skipped"]] == [str(hours / "2024-03-01-9.json.gz")]
+        assert result["read"] == 6 and result["scored"] == 6  # acme/lib only: 2 items per hour
+        store = Store.open(db)
+        runs[engine] = sorted((r["title"], round(r["stage1"], 5), r["flagged"])
+                              for r in store.scored(result["cascade_version"]))
+    assert runs["ray"] == runs["local"] and len(runs["ray"]) == 6
+    # a rerun reads no hour again (each has its checkpoint) and scores nothing twice
+    again = backfill(hours, f"sqlite:///{tmp_path / 'ray'}.db", cascade, repos=["acme/lib"], engine="ray",
+                     workers=2, announce=lambda m: None)
+    assert again["new"] == 0 and again["scored"] == 0

@@ -52,10 +52,7 @@ def ingest_cmd(
     from .sources import make_connector
     from .store import Store
 
-    repo_list = None
-    if repos:
-        text = Path(repos[1:]).read_text(encoding="utf-8") if repos.startswith("@") else repos.replace(",", "\n")
-        repo_list = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("#")]
+    repo_list = _repo_list(repos)
     connector = make_connector(source, path=path, url=url, repo=repo, project=project, since=since, repos=repo_list,
                                allow_insecure_http=allow_insecure_http, max_record_bytes=max_record_bytes)
     store = Store.open(db)
@@ -247,6 +244,54 @@ def _print_result(result) -> None:
     for problem in result.problems:
         err.print(escape(f"manifest problem: {problem}"), highlight=False)
     err.print(escape(result.summary()), highlight=False)
+
+
+@vuln_app.command("backfill")
+@friendly
+def backfill_cmd(
+    path: List[str] = typer.Option(..., "--path", help="GH Archive hour files, folders of them, or globs; repeatable"),
+    repos: Optional[str] = typer.Option(None, "--repos", help="keep only these repositories (comma-separated "
+                                        "owner/name, or @file with one per line); default: every repository"),
+    db: str = DB,
+    cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    runtime: str = RUNTIME,
+    engine: str = typer.Option("ray", "--engine", help="ray (files and scoring spread over --workers) | local"),
+    workers: int = typer.Option(2, "--workers", help="ray: workers (each ingests a file at a time, then scores "
+                                "chunks of records with its own copy of the cascade)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", help="ray: a running "
+                                              "cluster (auto, or ray://HOST:10001); default: a local instance"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+):
+    """Read many GH Archive hours into the store and score every new record, in parallel on Ray; resumable per file
+    (each hour has its own checkpoint) and per record (only unscored records are scored)."""
+    import os
+
+    from ..scale.ray_backfill import backfill
+    from .demo import cached_cascade
+
+    repo_list = _repo_list(repos)
+    source = cascade or os.environ.get("TRANSFERLAB_VULN_CASCADE") or cached_cascade()
+    result = backfill(path, db, source, repos=repo_list, engine=engine, workers=workers, ray_address=ray_address,
+                      runtime=runtime, announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
+    if as_json:
+        out.print_json(json.dumps(result, default=str), ensure_ascii=True)
+    for f in result["files"]:
+        if f["status"] != "ok":
+            err.print(escape(f"failed: {f['path']}: {f['error']}"), highlight=False, soft_wrap=True)
+    err.print(escape(f"{result['read']} record(s) read from {len(result['files'])} file(s) ({result['new']} new, "
+                     f"{result['skipped']} skipped, {result['failed']} file(s) failed) in {result['ingest_seconds']}s; {result['scored']} scored "
+                     f"in {result['score_seconds']}s; end to end {result['end_to_end_records_per_s']} records/s with "
+                     f"{result['workers']} worker(s) ({result['engine']})"), highlight=False, soft_wrap=True)
+    if result["failed"]:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _repo_list(repos: Optional[str]) -> Optional[list[str]]:
+    """--repos: comma-separated owner/name, or @file with one per line (# comments)."""
+    if not repos:
+        return None
+    text = Path(repos[1:]).read_text(encoding="utf-8") if repos.startswith("@") else repos.replace(",", "\n")
+    return [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("#")]
 
 
 @vuln_app.command("export")

@@ -494,7 +494,7 @@ class Store:
         if not rows:
             return 0
         now = _now()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:  # several scorers at once (vuln backfill --engine ray): writers queue
             ids = [r["record_id"] for r in rows]
             conn.execute(scores.delete().where(scores.c.cascade_version == version, scores.c.record_id.in_(ids)))
             conn.execute(scores.insert(), [{**r, "cascade_version": version, "scored_at": now} for r in rows])
