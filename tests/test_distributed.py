@@ -94,3 +94,32 @@ def test_train_processes_on_the_command_line_writes_once_and_matches_within_nois
     res = CliRunner().invoke(app, ["train", "--tasks", str(tmp_path / "t.toml"), "--processes", "2", "--out",
                                    str(tmp_path / "mt")])
     assert res.exit_code == 2 and "one process" in res.output
+
+
+def test_length_buckets_keep_every_example_once_in_random_batches_with_less_padding():
+    from transferlab.training.trainer import batches
+
+    class Lengths:  # a backend whose items are token lists of given lengths
+        def length(self, item):
+            return len(item["input_ids"])
+
+        def collate(self, items):
+            width = max(len(it["input_ids"]) for it in items)
+            return {"input_ids": torch.zeros(len(items), width), "n": torch.tensor([len(it["input_ids"])
+                                                                                   for it in items])}
+
+    rng = np.random.default_rng(0)
+    items = [{"input_ids": [0] * int(n)} for n in rng.integers(1, 300, size=2000)]
+    runs = {}
+    for buckets in (False, True):
+        seen, padded, firsts = [], 0, []
+        for idx, batch in batches(Lengths(), items, None, 16, shuffle=True, rng=np.random.default_rng(1),
+                                  buckets=buckets):
+            seen += list(idx)
+            padded += batch["input_ids"].numel() - int(batch["n"].sum())
+            firsts.append(int(batch["n"].max()))
+        assert sorted(seen) == list(range(len(items)))  # every example exactly once
+        runs[buckets] = (padded, firsts)
+    assert runs[True][0] < 0.2 * runs[False][0]  # most of the padding is gone
+    firsts = runs[True][1]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)  # batches come in random order

@@ -142,6 +142,9 @@ def train(
     evaluate_test: bool = typer.Option(False, "--test/--no-test", help="also evaluate on the test part (report.json)"),
     task: str = typer.Option("auto", help="classification | ner (token tagging) | auto: ner when --data is a CoNLL "
                              "file (token TAG lines), else classification"),
+    length_buckets: bool = typer.Option(False, "--length-buckets", help="training batches of similar lengths "
+                                        "(less padding: faster on CPUs and GPUs; every example still once per "
+                                        "epoch)"),
     processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training in this many processes "
                                   "(Accelerate + PyTorch DDP: gloo on CPUs, NCCL on GPUs); each takes its share of "
                                   "every batch, one writes the model"),
@@ -242,7 +245,7 @@ def train(
                          class_weight=class_weight, label_smoothing=label_smoothing, sampler=sampler,
                          calibration=calibration, threshold=threshold, positive=positive,
                          init_from=str(init_from) if init_from else None, cv_folds=cv, tfidf_dim=tfidf_dim,
-                         tfidf_stack=tfidf_stack)
+                         tfidf_stack=tfidf_stack, length_buckets=length_buckets)
     validation = parts["validation"] if len(parts["validation"]) else None
     data_info = {"data": spec.to_dict(), "rows_read": report.rows_read, "rows_skipped": len(report.skipped)}
     if extra_info is not None:

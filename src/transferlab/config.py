@@ -142,6 +142,9 @@ class TrainConfig:
     precision: str = "auto"
     eval_batch_size: int | None = None
     validation_fraction: float = 0.1
+    # training batches of similar lengths (shuffled within windows of 50 batches, the windows sorted by length, the
+    # batches in random order): less padding per batch, the same examples per epoch (training/trainer.py)
+    length_buckets: bool = False
     # skewed labels (training/imbalance.py)
     loss: str = "ce"
     focal_gamma: float = 2.0

@@ -38,11 +38,14 @@ def mixed_precision(cfg: TrainConfig, device: str) -> str:
 
 def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle: bool,
             rng: np.random.Generator | None = None, draw: np.ndarray | None = None, task=None,
-            shard: tuple[int, int] | None = None):
+            shard: tuple[int, int] | None = None, buckets: bool = False):
     """Yield (indices, batch).  Evaluation sorts by length so padding is small; training shuffles, or with
     ``draw`` (per-example probabilities from a class-aware sampler) draws an epoch's worth with replacement, or
     follows the backend's own ``plan`` (a multi-task model: each batch from one task).  ``shard`` (rank, processes):
-    data-parallel training, this process's part of each global batch (training/distributed.py)."""
+    data-parallel training, this process's part of each global batch (training/distributed.py).  ``buckets``
+    (training only): batches of similar lengths, as the HF Trainer's ``group_by_length``: the shuffled (or drawn)
+    order is cut into windows of 50 batches, each window sorted by length and cut into batches, and the batches of
+    the epoch shuffled, so padding shrinks while every example still comes once per epoch in a random batch."""
     if shuffle and hasattr(backend, "plan"):  # a backend with its own batch plan (several tasks)
         yield from backend.plan(batch_size, rng)
         return
@@ -52,8 +55,16 @@ def batches(backend, items: Sequence[dict], targets, batch_size: int, *, shuffle
         order = rng.permutation(len(items))
     else:
         order = np.argsort([backend.length(it) for it in items], kind="stable")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if buckets and (shuffle or draw is not None):
+        window = 50 * batch_size
+        groups = []
+        for start in range(0, len(order), window):
+            part = order[start : start + window]
+            part = part[np.argsort([-backend.length(items[i]) for i in part], kind="stable")]
+            groups += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    for idx in groups:
         if shard is not None and shard[1] > 1:
             from .distributed import share
 
@@ -97,7 +108,10 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         steps_per_epoch = max(1, -(-len(train_items) // (cfg.batch_size * cfg.grad_accum)))
         total = steps_per_epoch * cfg.epochs
-        optimizer = torch.optim.AdamW(self.backend.param_groups(self.module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
+        # the fused CUDA kernel: one launch for every parameter instead of several per tensor (GPU only)
+        fused = {"fused": True} if str(self.accelerator.device).startswith("cuda") else {}
+        optimizer = torch.optim.AdamW(self.backend.param_groups(self.module, cfg.lr, cfg.weight_decay), lr=cfg.lr,
+                                      **fused)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
         self.model, optimizer, scheduler = self.accelerator.prepare(self.module, optimizer, scheduler)
         device = self.accelerator.device
@@ -111,7 +125,7 @@ class Trainer:
             self.model.train()
             started, losses = time.perf_counter(), []
             bar = tqdm(batches(self.backend, train_items, train_targets, cfg.batch_size, shuffle=True, rng=rng,
-                               draw=self.draw, task=self.task, shard=shard),
+                               draw=self.draw, task=self.task, shard=shard, buckets=cfg.length_buckets),
                        total=-(-len(train_items) // cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
                        unit="batch", leave=False, disable=None if self.accelerator.is_main_process else True)
             for _, batch in bar:
