@@ -30,6 +30,28 @@ class Outcome:
     head: str
     strategy: str
     history: list[dict] = field(default_factory=list)
+    # seconds in training steps alone (no validation, no loading or tokenising before training), when the row can
+    # tell them apart: what `train samples/s` is computed from, the same way for our loop and the HF Trainer
+    step_seconds: float | None = None
+
+
+def _EpochClock():
+    """A TrainerCallback adding up the time from each epoch's start to its end: the training steps, without the
+    evaluation the Trainer runs after an epoch ends (our loop's records keep the two apart the same way)."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        seconds = 0.0
+
+        def on_epoch_begin(self, args, state, control, **kw):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kw):
+            self.seconds += time.perf_counter() - self._start
+
+    return Clock()
 
 
 def _label_ids(train: Examples) -> tuple[list[str], dict[str, int]]:
@@ -134,9 +156,10 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
         rep = classification_report([labels[i] for i in y[keep]], proba, labels)
         return {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
 
+    steps = _EpochClock()
     trainer = Trainer(model=net, args=args, train_dataset=dataset(train),
                       eval_dataset=dataset(val) if val is not None and len(val) else None,
-                      processing_class=tok, compute_metrics=compute_metrics)
+                      processing_class=tok, compute_metrics=compute_metrics, callbacks=[steps])
     with Stopwatch() as sw:
         trainer.train()
     _remove_if_empty(Path(args.output_dir))
@@ -147,7 +170,7 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
     n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return Outcome(labels, _softmax(logits), sw.seconds, inf.seconds, float(args.num_train_epochs), n_total, n_train,
                    resolved.name, "linear (AutoModelForSequenceClassification)", "finetune (HF Trainer defaults)",
-                   history=_trainer_history(trainer.state.log_history))
+                   history=_trainer_history(trainer.state.log_history), step_seconds=steps.seconds)
 
 
 def _trainer_history(log_history: list[dict]) -> list[dict]:

@@ -10,6 +10,9 @@ accuracy-versus-cost plot and ``report.html`` with every row's training curves a
                "status": "ok" | "failed" | "not run", "error", "setting": "full" | "reduced" | "quick", ...}]}
 
 Accuracies are fractions in [0, 1] (the seed reference too); peers are rows with ``"family": "peer"``.
+``train_seconds`` is the whole fit (loading, tokenising, validation); ``train_step_seconds`` the training steps
+alone, where the row can tell (our loop and the HF Trainer: each epoch from its start to its end, validation
+apart), and ``train_samples_per_second`` is computed from it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ROW_KEYS = ("name", "family", "encoder", "head", "strategy", "test_accuracy", "m
             "params_trainable", "seed_reference")
 CSV_COLUMNS = ("name", "title", "family", "encoder", "head", "strategy", "status", "setting", "test_accuracy",
                "seed_model", "seed_accuracy", "vs_seed_points", "macro_f1", "roc_auc", "train_seconds",
-               "train_samples_per_second", "inference_docs_per_second", "peak_memory_mb", "peak_memory_kind",
+               "train_step_seconds", "train_samples_per_second", "inference_docs_per_second", "peak_memory_mb", "peak_memory_kind",
                "params_total", "params_trainable", "n_train", "n_validation", "n_test", "epochs", "max_length",
                "device", "error")
 FAMILY_COLORS = {"word-vectors": "tab:blue", "frozen-features": "tab:green", "transformer": "tab:red",

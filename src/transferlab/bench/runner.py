@@ -73,8 +73,10 @@ def run_transferlab(recipe: Recipe, settings: dict, train: Examples, val: Exampl
     with Stopwatch() as inf:
         proba = clf.predict_proba(test, show_progress=True)
     mc = clf.model_config
+    steps = [h.get("step_seconds") for h in clf.history_]
     return Outcome(clf.labels_, proba, sw.seconds, inf.seconds, len(clf.history_), clf.fit_info_["params_total"],
-                   clf.fit_info_["params_trainable"], mc.encoder, mc.head, mc.strategy, history=clf.history_)
+                   clf.fit_info_["params_trainable"], mc.encoder, mc.head, mc.strategy, history=clf.history_,
+                   step_seconds=sum(steps) if steps and None not in steps else None)
 
 
 def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir: Path, options: RunOptions,
@@ -121,8 +123,10 @@ def run_row(recipe: Recipe, settings: dict, parts: dict[str, Examples], row_dir:
         "status": "ok", "error": None,
         "test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "roc_auc": report.get("roc_auc"),
         "train_seconds": round(outcome.train_seconds, 2),
-        "train_samples_per_second": round(len(train) * outcome.epochs / outcome.train_seconds, 2)
-        if outcome.train_seconds else None,
+        "train_step_seconds": None if outcome.step_seconds is None else round(outcome.step_seconds, 2),
+        # training steps alone when the row can tell them apart (validation and set-up reported in train_seconds)
+        "train_samples_per_second": round(len(train) * outcome.epochs / (outcome.step_seconds or outcome.train_seconds),
+                                          2) if (outcome.step_seconds or outcome.train_seconds) else None,
         "inference_docs_per_second": round(n_test / outcome.inference_seconds, 2) if outcome.inference_seconds else None,
         "peak_memory_mb": round(mem.gpu_peak_mb if mem.gpu_peak_mb is not None else mem.peak_mb, 1),
         "peak_memory_kind": "cuda allocated" if mem.gpu_peak_mb is not None else "process RSS",

@@ -147,10 +147,13 @@ class Trainer:
             if shard[1] > 1:  # every process's share of the epoch, not the main process's alone
                 train_loss = float(self.accelerator.reduce(torch.tensor(train_loss), "mean"))
             record = {"epoch": epoch, "step": step, "train_loss": train_loss,
-                      "lr": float(scheduler.get_last_lr()[0])}
+                      "lr": float(scheduler.get_last_lr()[0]),
+                      "step_seconds": round(time.perf_counter() - started, 3)}  # the training steps alone
             if val_items:
+                val_started = time.perf_counter()
                 val = self.evaluate(val_items, val_targets)
                 record.update({f"val_{k}": v for k, v in val.items()})
+                record["validation_seconds"] = round(time.perf_counter() - val_started, 3)
             record["seconds"] = round(time.perf_counter() - started, 2)
             self.history.append(record)
             for cb in self.callbacks:
