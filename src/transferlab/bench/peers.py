@@ -108,7 +108,8 @@ def run_tfidf(model: dict, train_cfg: dict, settings: dict, train: Examples, val
 def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples, val: Examples | None,
                    test: Examples, row_dir: Path, device: str) -> Outcome:
     """``AutoModelForSequenceClassification`` + ``Trainer`` with the default collator (dynamic padding), plain
-    head truncation, the final weights (no early stopping), bf16 on a GPU that supports it."""
+    head truncation, the final weights (no early stopping), bf16 on a GPU that supports it (or where the recipe's
+    ``precision`` says bf16)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
@@ -146,7 +147,9 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
         learning_rate=float(train_cfg.get("lr", 2e-5)), weight_decay=float(train_cfg.get("weight_decay", 0.0)),
         eval_strategy="epoch" if val is not None and len(val) else "no", logging_strategy="epoch",
         save_strategy="no", report_to=[], seed=int(train_cfg.get("seed", 13)), use_cpu=not use_cuda,
-        bf16=bool(use_cuda and torch.cuda.is_bf16_supported()), disable_tqdm=False,
+        # bf16 on a GPU that supports it, or where the recipe asks (`precision = "bf16"`: CPU autocast too)
+        bf16=bool(use_cuda and torch.cuda.is_bf16_supported()) or train_cfg.get("precision") == "bf16",
+        disable_tqdm=False,
     )
 
     def compute_metrics(pred):
