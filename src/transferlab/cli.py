@@ -30,8 +30,8 @@ LABEL = typer.Option("label", "--label-col", help="column holding the label(s)")
 PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-pair tasks")
 SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
-RUNTIME = typer.Option("auto", "--runtime", help="auto (the folder's checked ONNX export when it has one and runs on "
-                       "the CPU, else PyTorch) | onnx | torch")
+RUNTIME = typer.Option("auto", "--runtime", help="auto (the fastest runtime `transferlab export` checked that runs "
+                       "here, else float32 PyTorch) | onnx | bf16 (PyTorch under bf16 autocast, where native) | torch")
 TRUST = typer.Option(False, "--trust-remote-code", help="let the saved model run code shipped with it or its encoder "
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
@@ -307,8 +307,8 @@ def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: b
     from .models.base import saved_task
 
     kind = saved_task(model_dir)
-    if runtime == "onnx" and kind != "classification":
-        raise DataError("--runtime onnx is for text classifiers (`transferlab export` makes their graphs)",
+    if runtime in ("onnx", "bf16") and kind != "classification":
+        raise DataError(f"--runtime {runtime} is for text classifiers (`transferlab export` checks their runtimes)",
                         where=str(model_dir), hint="drop --runtime")
     if kind == "multi-task":
         from .models.multitask import MultiTaskModel
@@ -537,7 +537,8 @@ def predict(
 @friendly
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train` (a text classifier)"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx (the only format so far)"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (an ONNX Runtime graph), bf16 (PyTorch under bf16 "
+                            "autocast: no file, the same check; CPUs with AMX or AVX-512 BF16), or onnx,bf16"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also a dynamically quantised graph "
                                            "(int8 weights), which `--runtime auto` then prefers"),
     data: Optional[str] = typer.Option(None, "--data", help="labelled data to check the export on (default: the "
@@ -547,24 +548,25 @@ def export_cmd(
     max_rows: int = typer.Option(1000, "--max-rows", help="rows the check scores (a stratified draw)"),
     tolerance: float = typer.Option(1e-4, help="largest allowed difference between the float32 graph's "
                                     "probabilities and eager PyTorch's"),
-    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points the int8 graph may lose against eager"),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points the int8 graph or bf16 may lose against "
+                                   "eager float32"),
     force: bool = typer.Option(False, "--force", help="keep a graph that failed its check (with a warning; "
                                "`--runtime auto` will not use it)"),
     trust_remote_code: bool = TRUST,
 ):
-    """Export a saved classifier to an ONNX Runtime graph in MODEL/onnx/, checked against eager PyTorch on the
-    model's own validation data; predict, evaluate and the benches then use it (--runtime auto)."""
+    """Export a saved classifier to faster runtimes (an ONNX Runtime graph in MODEL/onnx/, int8 too; PyTorch bf16),
+    each checked against eager float32 on the model's own validation data and timed there; predict, evaluate and
+    the benches then use the fastest that passed (--runtime auto)."""
     from .runtime.onnx import export_model
 
-    if fmt != "onnx":
-        raise DataError(f"unknown export format {fmt!r}", hint="--format onnx")
-    record = export_model(model_dir, quantize=quantize, data=data, text_col=text_col, label_col=label_col,
+    record = export_model(model_dir, quantize=quantize, formats=[f.strip() for f in fmt.split(",") if f.strip()],
+                          data=data, text_col=text_col, label_col=label_col,
                           split=split, max_rows=max_rows, tolerance=tolerance, max_drop=max_drop, force=force,
                           trust_remote_code=trust_remote_code, announce=_announce)
     for kind, entry in record["files"].items():
         out.print(escape(f"{kind}: {model_dir / 'onnx' / entry['file']} ({entry['bytes'] / 2**20:.1f} MiB)"),
                   highlight=False)
-    out.print(escape(f"--runtime auto uses: {record['default'] or 'PyTorch (no graph passed its check)'}"),
+    out.print(escape(f"--runtime auto uses: {record['default'] or 'float32 PyTorch (nothing passed its check)'}"),
               highlight=False)
 
 

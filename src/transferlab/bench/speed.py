@@ -1,9 +1,9 @@
 """``transferlab bench speed``: inference speed of one fine-tuned MiniLM classifier on the CPU, every runtime side by
 side in one run, on the same IMDB test reviews and the same cores.
 
-Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``onnx-fp32`` and ``onnx-int8`` (ours:
-``transferlab export``), and the peers ``pipeline`` (a transformers text-classification pipeline over the same
-MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
+Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``eager-bf16`` (PyTorch under bf16 autocast, on
+CPUs with AMX or AVX-512 BF16), ``onnx-fp32`` and ``onnx-int8`` (ours: ``transferlab export``), and the peers
+``pipeline`` (a transformers text-classification pipeline over the same MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
 recipe, run by ``--peer-python``: it needs transformers < 4.58, see scripts/peer-venv.sh).
 
 For each row and each length (128, 256, 512 tokens): documents per second over ``n_speed`` reviews after a short
@@ -28,7 +28,7 @@ from typing import Callable
 
 DATA = dict(path="../shared/data/imdb/movie_reviews.csv.bz2", text_col="review", label_col="sentiment", split="seed")
 LENGTHS = (128, 256, 512)
-OURS = ("eager", "onnx-fp32", "onnx-int8")
+OURS = ("eager", "eager-bf16", "onnx-fp32", "onnx-int8")
 PEERS = ("pipeline", "st-onnx", "st-onnx-int8")
 
 
@@ -46,13 +46,15 @@ def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], 
     import torch
 
     from ..models.classifier import TextClassifier
-    from ..runtime.onnx import FP32, INT8, SUBDIR, OnnxNet
+    from ..runtime.onnx import FP32, INT8, SUBDIR, OnnxNet, bf16_runtime
     from .measure import PeakMemory
 
     torch.set_num_threads(threads)
     with PeakMemory() as mem:
         clf = TextClassifier.load(model, device="cpu", runtime="torch")
-        if variant != "eager":
+        if variant == "eager-bf16":
+            clf.use_runtime(bf16_runtime(clf))
+        elif variant != "eager":
             clf.use_runtime(OnnxNet(Path(model) / SUBDIR / (FP32 if variant == "onnx-fp32" else INT8), threads,
                                     kind=variant.split("-")[1]))
         own = clf.backend_.cfg.max_length
@@ -132,7 +134,10 @@ def train_default_model(out: Path, spec, *, max_train: int, max_validation: int,
         clf = TextClassifier("minilm", strategy="finetune", max_length=max_length, epochs=epochs, seed=13)
         clf.fit(parts["train"], validation=parts["validation"], out_dir=folder, data_info={"data": spec.to_dict()})
     if not (folder / "onnx" / "export.json").is_file():
-        export_model(folder, quantize="int8", announce=announce)
+        from ..runtime.onnx import bf16_supported
+
+        export_model(folder, quantize="int8", formats=["onnx", "bf16"] if bf16_supported() else ["onnx"],
+                     announce=announce)
     return folder
 
 
@@ -169,7 +174,13 @@ def run(out: str | Path, *, model: str | None = None, data: str | None = None, t
     texts, labels = list(test.texts), list(test.labels)
     base = resolve(json.loads((folder / "config.json").read_text(encoding="utf-8"))["model"]["encoder"]).location
 
+    from ..runtime.onnx import bf16_supported
+
     results_rows = []
+    if "eager-bf16" in rows and not bf16_supported():
+        rows.remove("eager-bf16")
+        results_rows.append({"name": "eager-bf16", "status": "not run", "error": "this CPU has no native bf16 (AMX or "
+                             "AVX-512 BF16)"})
     for name in rows:
         announce(f"[{len(results_rows) + 1}/{len(rows)}] {name}")
         try:

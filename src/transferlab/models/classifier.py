@@ -490,8 +490,9 @@ class TextClassifier(Estimator):
         """Load a saved model (format 1 or 2).  Code shipped with it (or with its encoder) runs only when the caller
         passes ``trust_remote_code=True``; the folder's own config.json cannot switch that on.
 
-        ``runtime``: ``auto`` scores with the folder's checked ONNX export (``transferlab export``) when there is one
-        and the model runs on the CPU, else with PyTorch; ``onnx`` insists on the export; ``torch`` ignores it.
+        ``runtime``: ``auto`` scores with the fastest runtime the folder's export checked (``transferlab export``: an
+        ONNX graph, or PyTorch under bf16 autocast) that runs here, else float32 PyTorch; ``onnx`` insists on a
+        checked graph; ``bf16`` uses bf16 autocast where it is native; ``torch`` is float32 PyTorch.
         Embeddings (:meth:`embed`) always come from the PyTorch network."""
         from ..runtime.onnx import attach
 
@@ -510,7 +511,12 @@ class TextClassifier(Estimator):
         clf.module_ = clf.backend_.restore(folder, len(clf.labels_), config.get("backend", {}))
         clf.module_.load_state_dict(load_file(str(weights)), strict=True)
         clf.module_.to(clf.device_).eval()
-        clf.use_runtime(attach(folder, runtime, clf.device_))
+        graph = attach(folder, runtime, clf.device_)
+        if graph == "bf16":
+            from ..runtime.onnx import bf16_runtime
+
+            graph = bf16_runtime(clf)
+        clf.use_runtime(graph)
         return clf
 
     def use_runtime(self, graph) -> None:

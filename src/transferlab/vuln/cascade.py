@@ -372,7 +372,7 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
 
 
 def export_cascade(source: str | Path, out: str | Path | None = None, *, quantize: str | None = None,
-                   data: str | Path | None = None, max_drop: float = 0.5, force: bool = False,
+                   formats=("onnx",), data: str | Path | None = None, max_drop: float = 0.5, force: bool = False,
                    trust_remote_code: bool = False, log: Callable[[str], None] = print) -> Path:
     """Both stages of a cascade as ONNX graphs (runtime/onnx.py), each checked on its own validation part (stage 1:
     the Matomo validation period its cascade.json records; stage 2: the grouped validation part), so that ``vuln
@@ -406,7 +406,8 @@ def export_cascade(source: str | Path, out: str | Path | None = None, *, quantiz
              2: L.stage2(data or info.get("data"))}
     for n in (1, 2):
         log(f"stage {n}: exporting, checked on its validation part ({len(parts[n].validation)} items)")
-        export_model(target / f"stage{n}", quantize=quantize, examples=parts[n].validation, max_drop=max_drop,
+        export_model(target / f"stage{n}", quantize=quantize, formats=formats, examples=parts[n].validation,
+                     max_drop=max_drop,
                      force=force, trust_remote_code=trust_remote_code, announce=lambda m: log("  " + m))
     Cascade.load(target, trust_remote_code=trust_remote_code)  # what a scan will load, graphs and all
     return target

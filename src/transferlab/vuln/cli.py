@@ -77,8 +77,8 @@ TRUST = typer.Option(False, "--trust-remote-code", help="let the cascade's model
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
 
-RUNTIME = typer.Option("auto", "--runtime", help="auto (each stage's checked ONNX export from `vuln export` when it "
-                       "has one) | onnx | torch")
+RUNTIME = typer.Option("auto", "--runtime", help="auto (each stage's fastest runtime checked by `vuln export`, else "
+                       "float32 PyTorch) | onnx | bf16 | torch")
 
 
 def _cascade(path: Optional[str], trust_remote_code: bool = False, runtime: str = "auto"):
@@ -300,8 +300,9 @@ def export_cmd(
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="copy the cascade here and export the copy (needed "
                                            "for the shipped cascade); default: export in place"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also dynamically quantised graphs, "
-                                           "which scans then prefer"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, bf16 (PyTorch under bf16 autocast) or onnx,bf16; "
+                            "scans take the fastest that passed"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also dynamically quantised graphs"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources (for each stage's "
                                             "validation part; default: the folder the cascade was trained from)"),
     max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points an int8 stage may lose against eager "
@@ -322,6 +323,7 @@ def export_cmd(
 
         raise ConfigError("no cascade given and none cached", hint="--cascade FOLDER")
     target = export_cascade(source, out_dir, quantize=quantize, data=data_dir, max_drop=max_drop, force=force,
+                            formats=[f.strip() for f in fmt.split(",") if f.strip()],
                             trust_remote_code=trust_remote_code,
                             log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     out.print(escape(f"exported: {target} (scan with --cascade {target})"), highlight=False)
