@@ -139,3 +139,12 @@ def test_backfill_on_ray_stores_and_scores_what_the_local_engine_does_and_resume
     again = backfill(hours, f"sqlite:///{tmp_path / 'ray'}.db", cascade, repos=["acme/lib"], engine="ray",
                      workers=2, announce=lambda m: None)
     assert again["new"] == 0 and again["scored"] == 0
+
+
+def test_a_worker_share_of_the_cores_reaches_onnx_runtime(monkeypatch):
+    from transferlab.runtime.onnx import cpu_threads
+
+    monkeypatch.setenv("TRANSFERLAB_THREADS", "1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("TRANSFERLAB_THREADS", "zero")
+    assert cpu_threads() >= 1

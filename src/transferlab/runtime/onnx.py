@@ -56,7 +56,10 @@ OPSET = 17
 
 
 def cpu_threads() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    """Cores this process may run on (a container's CPU set, not the host's count), or ``TRANSFERLAB_THREADS`` where
+    a caller shares the cores between workers (the Ray scorers set it to their share)."""
+    if os.environ.get("TRANSFERLAB_THREADS", "").isdigit() and int(os.environ["TRANSFERLAB_THREADS"]) > 0:
+        return int(os.environ["TRANSFERLAB_THREADS"])
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

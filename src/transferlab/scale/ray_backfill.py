@@ -19,6 +19,7 @@ the workers' environment, never in the URL.  ``--engine local`` runs the same tw
 from __future__ import annotations
 
 import glob
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,6 +90,7 @@ class Scorer:
         from ..vuln.cascade import Cascade
         from ..vuln.store import Store
 
+        os.environ["TRANSFERLAB_THREADS"] = str(threads)  # ONNX Runtime sessions take this share of the cores too
         torch.set_num_threads(threads)
         self.store, self.cascade = Store.open(db, migrate=False), Cascade.load(cascade, runtime=runtime)
 

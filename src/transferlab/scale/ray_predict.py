@@ -81,6 +81,7 @@ class FileScorer:
 
         from ..models.classifier import TextClassifier
 
+        os.environ["TRANSFERLAB_THREADS"] = str(threads)  # ONNX Runtime sessions take this share of the cores too
         torch.set_num_threads(threads)
         self.clf = TextClassifier.load(model_dir, device="cpu", runtime=runtime, trust_remote_code=trust_remote_code)
         self.args = (text_field, pair_field, batch_size)
