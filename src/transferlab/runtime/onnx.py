@@ -242,10 +242,6 @@ def check_sample(clf, data: str | None = None, *, text_col: str = "text", label_
     return part, source
 
 
-def _inputs(examples):
-    return examples.texts if examples.pairs is None else list(zip(examples.texts, examples.pairs))
-
-
 def bf16_supported(device: str = "cpu") -> bool:
     """Whether bf16 arithmetic is native here: a CUDA device that supports it, or a CPU with AMX or AVX-512 BF16
     (elsewhere PyTorch emulates it, far slower than float32)."""
@@ -340,7 +336,7 @@ def export_model(model_dir: str | Path, *, quantize: str | None = None, formats:
     for stale in (FP32, INT8, RECORD):
         (out / stale).unlink(missing_ok=True)
 
-    X, gold = _inputs(sample), list(sample.labels)
+    X, gold = sample, list(sample.labels)  # predict_proba takes Examples as they are
 
     def accuracy(proba) -> float:
         return float(np.mean([p == g for p, g in zip(clf.decode(proba), gold)]))

@@ -18,7 +18,6 @@ the workers' environment, never in the URL.  ``--engine local`` runs the same tw
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from pathlib import Path
@@ -31,22 +30,10 @@ HOUR_SUFFIXES = (".json.gz", ".json", ".jsonl", ".jsonl.gz")
 
 def hour_files(spec: str | Path | Sequence[str | Path]) -> list[str]:
     """Folders (their GH Archive hour files), globs or files; sorted, each once."""
-    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
-    found: set[str] = set()
-    for one in map(str, specs):
-        path = Path(one)
-        if path.is_dir():
-            found |= {str(p) for p in path.iterdir() if p.is_file() and p.name.endswith(HOUR_SUFFIXES)}
-        elif any(ch in one for ch in "*?["):
-            found |= {p for p in glob.glob(one, recursive=True) if Path(p).is_file()}
-        elif path.is_file():
-            found.add(one)
-        else:
-            raise DataError("no such file or folder", where=one, hint="GH Archive hour files, a folder or a glob")
-    if not found:
-        raise DataError("no GH Archive hour files here", where=", ".join(map(str, specs)),
-                        hint="*.json.gz files (https://www.gharchive.org), a folder or a glob naming them")
-    return sorted(found)
+    from .ray_predict import expand
+
+    return expand(spec, HOUR_SUFFIXES, "GH Archive hour files",
+                  "*.json.gz files (https://www.gharchive.org), a folder or a glob naming them")
 
 
 def ingest_file(store, path: str, repos: list[str] | None) -> dict:

@@ -25,21 +25,29 @@ from ..errors import DataError
 SUFFIX = ".predictions.jsonl"
 
 
+def expand(specs, suffixes: tuple[str, ...], kind: str, hint: str) -> list[str]:
+    """Folders (their files ending in ``suffixes``), globs or files; sorted, each once."""
+    specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
+    found: set[str] = set()
+    for one in map(str, specs):
+        path = Path(one)
+        if path.is_dir():
+            found |= {str(p) for p in path.iterdir() if p.is_file() and p.name.endswith(suffixes)}
+        elif any(ch in one for ch in "*?["):
+            found |= {p for p in glob.glob(one, recursive=True) if Path(p).is_file()}
+        elif path.is_file():
+            found.add(one)
+        else:
+            raise DataError("no such file or folder", where=one, hint=hint)
+    if not found:
+        raise DataError(f"no {kind} here", where=", ".join(map(str, specs)), hint=hint)
+    return sorted(found)
+
+
 def input_files(spec: str | Path) -> list[Path]:
     """A folder (its ``*.jsonl`` and ``*.jsonl.gz``), a glob, or one file; sorted, each once."""
-    spec = str(spec)
-    path = Path(spec)
-    if path.is_dir():
-        found = sorted({*path.glob("*.jsonl"), *path.glob("*.jsonl.gz")})
-    elif any(ch in spec for ch in "*?["):
-        found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-    elif path.is_file():
-        found = [path]
-    else:
-        raise DataError("no such file or folder", where=spec, hint="a JSONL file, a folder of them, or a glob")
-    if not found:
-        raise DataError("no JSONL files here", where=spec, hint="*.jsonl or *.jsonl.gz files, or a glob that names them")
-    return found
+    return [Path(p) for p in expand(spec, (".jsonl", ".jsonl.gz"), "JSONL files",
+                                    "a JSONL file, a folder of them, or a glob (*.jsonl, *.jsonl.gz)")]
 
 
 def output_for(path: Path, out_dir: Path) -> Path:

@@ -82,9 +82,14 @@ RUNTIME = typer.Option("auto", "--runtime", help="auto (each stage's fastest run
 
 
 def _cascade(path: Optional[str], trust_remote_code: bool = False, runtime: str = "auto"):
-    import os
-
     from .cascade import Cascade
+
+    return Cascade.load(_cascade_path(path), trust_remote_code=trust_remote_code, runtime=runtime)
+
+
+def _cascade_path(path: Optional[str]) -> str:
+    """--cascade, else $TRANSFERLAB_VULN_CASCADE, else one `vuln demo --retrain` trained, else the shipped one."""
+    import os
 
     path = path or os.environ.get("TRANSFERLAB_VULN_CASCADE")
     if path is None:
@@ -97,7 +102,7 @@ def _cascade(path: Optional[str], trust_remote_code: bool = False, runtime: str 
             raise ConfigError("no cascade given and none cached", hint="train one with `transferlab vuln train "
                               "--out runs/cascade` and pass --cascade runs/cascade (or run `transferlab vuln demo`)")
         path = str(found)
-    return Cascade.load(path, trust_remote_code=trust_remote_code, runtime=runtime)
+    return path
 
 
 def _since(value: Optional[str]):
@@ -264,14 +269,10 @@ def backfill_cmd(
 ):
     """Read many GH Archive hours into the store and score every new record, in parallel on Ray; resumable per file
     (each hour has its own checkpoint) and per record (only unscored records are scored)."""
-    import os
-
     from ..scale.ray_backfill import backfill
-    from .demo import cached_cascade
 
     repo_list = _repo_list(repos)
-    source = cascade or os.environ.get("TRANSFERLAB_VULN_CASCADE") or cached_cascade()
-    result = backfill(path, db, source, repos=repo_list, engine=engine, workers=workers, ray_address=ray_address,
+    result = backfill(path, db, _cascade_path(cascade), repos=repo_list, engine=engine, workers=workers, ray_address=ray_address,
                       runtime=runtime, announce=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
     if as_json:
         out.print_json(json.dumps(result, default=str), ensure_ascii=True)
@@ -312,17 +313,9 @@ def export_cmd(
 ):
     """Export both stages of a cascade to ONNX Runtime graphs (see `transferlab export`), each checked on its own
     validation part; `vuln scan --cascade` and `vuln benchmark` then score with them."""
-    import os
-
     from .cascade import export_cascade
-    from .demo import cached_cascade
 
-    source = cascade or os.environ.get("TRANSFERLAB_VULN_CASCADE") or cached_cascade()
-    if source is None:
-        from ..errors import ConfigError
-
-        raise ConfigError("no cascade given and none cached", hint="--cascade FOLDER")
-    target = export_cascade(source, out_dir, quantize=quantize, data=data_dir, max_drop=max_drop, force=force,
+    target = export_cascade(_cascade_path(cascade), out_dir, quantize=quantize, data=data_dir, max_drop=max_drop, force=force,
                             formats=[f.strip() for f in fmt.split(",") if f.strip()],
                             trust_remote_code=trust_remote_code,
                             log=lambda m: err.print(escape(m), highlight=False, soft_wrap=True))
