@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("onnxruntime")
 
@@ -59,6 +60,8 @@ def test_fine_tuned_transformer_exports_with_int8_and_the_record_says_what_was_c
     check = record["check"]
     assert record["default"] == max(("fp32", "int8"), key=lambda k: check[k]["docs_per_second"])
     assert "bert fusions" in record["optimisation"] and check["eager_docs_per_second"] > 0
+    # traced with eager attention, every layer's attention fuses (the SDPA trace fused none of MiniLM's 6)
+    assert "'Attention': 6" in record["optimisation"] and "EmbedLayerNormalization" in record["optimisation"]
     onnx, eager = TextClassifier.load(folder, runtime="onnx"), TextClassifier.load(folder, runtime="torch")
     assert onnx.runtime_.kind == record["default"]
     onnx.use_runtime(OnnxNet(folder / "onnx" / "model.int8.onnx", kind="int8"))
@@ -70,7 +73,8 @@ def test_fine_tuned_transformer_exports_with_int8_and_the_record_says_what_was_c
 @pytest.mark.slow
 def test_frozen_encoder_graph_embeds_like_eager_and_caches_apart(tmp_path):
     folder, data = _trained(tmp_path, "frozen", encoder="minilm", strategy="frozen")
-    export_model(folder, data=str(data), announce=lambda m: None)
+    record = export_model(folder, data=str(data), announce=lambda m: None)
+    assert "'Attention': 6" in record["optimisation"]
     onnx, eager = TextClassifier.load(folder), TextClassifier.load(folder, runtime="torch")
     assert onnx.backend_._graph is not None and eager.backend_._graph is None
     np.testing.assert_allclose(onnx.predict_proba(PROBES), eager.predict_proba(PROBES), atol=1e-4)
@@ -161,7 +165,7 @@ def test_cli_export_then_predict_and_evaluate_agree_across_runtimes(tmp_path):
 @pytest.mark.skipif(not __import__("transferlab.runtime.onnx", fromlist=["x"]).bf16_supported(),
                     reason="this CPU has no native bf16 (AMX or AVX-512 BF16)")
 def test_bf16_runtime_is_checked_timed_and_used_for_transformers_and_frozen_encoders(tmp_path):
-    from transferlab.runtime.onnx import AutocastNet
+    from transferlab.runtime.onnx import Bf16Net
 
     for name, kw in (("ft", dict(encoder="minilm", strategy="finetune", epochs=2, max_length=32, batch_size=8,
                                  lr=1e-4)),
@@ -173,7 +177,40 @@ def test_bf16_runtime_is_checked_timed_and_used_for_transformers_and_frozen_enco
         assert check["ok"] and check["docs_per_second"] > 0 and 0 < check["max_abs_proba_diff"] < 0.05
         fast, eager = TextClassifier.load(folder), TextClassifier.load(folder, runtime="torch")
         runtime = fast.backend_._graph if name == "frozen" else fast.runtime_
-        assert isinstance(runtime, AutocastNet)
+        assert isinstance(runtime, Bf16Net)
+        # a bf16 copy of the transformer's weights (its SDPA kernel runs in bf16), the float32 model untouched
+        assert not runtime.autocast and next(runtime.module.parameters()).dtype == torch.bfloat16
+        eager_module = eager.backend_._encoder().model if name == "frozen" else eager.module_
+        assert next(eager_module.parameters()).dtype == torch.float32
         np.testing.assert_allclose(fast.predict_proba(PROBES), eager.predict_proba(PROBES), atol=0.05)
         if name == "frozen":  # bf16 embeddings are cached apart from float32's
             assert fast.backend_._encoder().cache.path != eager.backend_._encoder().cache.path
+
+
+def test_export_traces_eager_attention_and_puts_the_setting_back():
+    from transformers import BertConfig, BertModel
+
+    from transferlab.runtime.onnx import _eager_attention
+
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 vocab_size=100))
+    model.config._attn_implementation = "sdpa"
+    wrapper = torch.nn.Sequential(model)
+    with _eager_attention(wrapper):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(RuntimeError), _eager_attention(wrapper):
+        raise RuntimeError("an export that fails")
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_bf16_runtime_keeps_recurrent_networks_under_autocast():
+    from transferlab.runtime.onnx import Bf16Net
+
+    gru = torch.nn.Sequential(torch.nn.GRU(4, 4, batch_first=True))
+    linear = torch.nn.Linear(4, 2)
+    assert Bf16Net(gru).autocast and Bf16Net(gru).module is gru
+    net = Bf16Net(linear)
+    assert not net.autocast and net.module.weight.dtype == torch.bfloat16 and linear.weight.dtype == torch.float32
+    out = net(input=torch.ones(3, 4))
+    assert out.dtype == torch.float32 and out.shape == (3, 2)

@@ -31,7 +31,7 @@ PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-p
 SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
 RUNTIME = typer.Option("auto", "--runtime", help="auto (the fastest runtime `transferlab export` checked that runs "
-                       "here, else float32 PyTorch) | onnx | bf16 (PyTorch under bf16 autocast, where native) | torch")
+                       "here, else float32 PyTorch) | onnx | bf16 (PyTorch in bf16, where native) | torch")
 TRUST = typer.Option(False, "--trust-remote-code", help="let the saved model run code shipped with it or its encoder "
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
@@ -537,8 +537,8 @@ def predict(
 @friendly
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train` (a text classifier)"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx (an ONNX Runtime graph), bf16 (PyTorch under bf16 "
-                            "autocast: no file, the same check; CPUs with AMX or AVX-512 BF16), or onnx,bf16"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (an ONNX Runtime graph), bf16 (PyTorch with bf16 "
+                            "weights: no file, the same check; CPUs with AMX or AVX-512 BF16), or onnx,bf16"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also a dynamically quantised graph "
                                            "(int8 weights), which `--runtime auto` then prefers"),
     data: Optional[str] = typer.Option(None, "--data", help="labelled data to check the export on (default: the "

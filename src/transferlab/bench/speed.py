@@ -1,7 +1,7 @@
 """``transferlab bench speed``: inference speed of one fine-tuned MiniLM classifier on the CPU, every runtime side by
 side in one run, on the same IMDB test reviews and the same cores.
 
-Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``eager-bf16`` (PyTorch under bf16 autocast, on
+Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``eager-bf16`` (PyTorch in bf16, on
 CPUs with AMX or AVX-512 BF16), ``onnx-fp32`` and ``onnx-int8`` (ours: ``transferlab export``), and the peers
 ``pipeline`` (a transformers text-classification pipeline over the same MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
 recipe, run by ``--peer-python``: it needs transformers < 4.58, see scripts/peer-venv.sh).

@@ -491,8 +491,8 @@ class TextClassifier(Estimator):
         passes ``trust_remote_code=True``; the folder's own config.json cannot switch that on.
 
         ``runtime``: ``auto`` scores with the fastest runtime the folder's export checked (``transferlab export``: an
-        ONNX graph, or PyTorch under bf16 autocast) that runs here, else float32 PyTorch; ``onnx`` insists on a
-        checked graph; ``bf16`` uses bf16 autocast where it is native; ``torch`` is float32 PyTorch.
+        ONNX graph, or PyTorch in bf16) that runs here, else float32 PyTorch; ``onnx`` insists on a
+        checked graph; ``bf16`` uses PyTorch in bf16 where it is native; ``torch`` is float32 PyTorch.
         Embeddings (:meth:`embed`) always come from the PyTorch network."""
         from ..runtime.onnx import attach
 

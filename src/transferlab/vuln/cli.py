@@ -301,7 +301,7 @@ def export_cmd(
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="copy the cascade here and export the copy (needed "
                                            "for the shipped cascade); default: export in place"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx, bf16 (PyTorch under bf16 autocast) or onnx,bf16; "
+    fmt: str = typer.Option("onnx", "--format", help="onnx, bf16 (PyTorch in bf16) or onnx,bf16; "
                             "scans take the fastest that passed"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also dynamically quantised graphs"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources (for each stage's "
