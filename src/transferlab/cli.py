@@ -622,7 +622,9 @@ def bench(
                                 "seeds from --seed), speed (CPU inference: eager, ONNX fp32/int8, the transformers "
                                 "pipeline and sentence-transformers' ONNX backend at 128/256/512 tokens; --model, "
                                 "--peer-python), dapt (MiniLM against MiniLM after masked-LM on the IMDB train + validation reviews, "
-                                "fine-tuned and frozen, --seeds seeds; reduced setting by default), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "fine-tuned and frozen, --seeds seeds; reduced setting by default), ray (records/s of predict --engine "
+                                "ray with 1 and 2 workers against one process, outputs checked equal; --model, "
+                                "--max-test records, --runtime), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
@@ -660,7 +662,10 @@ def bench(
     temperature: float = typer.Option(2.0, help="distill: softening temperature"),
     alpha: float = typer.Option(0.5, help="distill: weight of the teacher's soft targets beside the labels"),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="speed: a fine-tuned classifier with an ONNX "
-                                             "export (default: MiniLM fine-tuned and exported here)"),
+                                             "export (default: MiniLM fine-tuned and exported here); ray: the "
+                                             "classifier to score with"),
+    runtime: str = typer.Option("auto", "--runtime", help="ray: the runtime every row scores with (auto | onnx | "
+                                "bf16 | torch)"),
     peer_python: Optional[str] = typer.Option(None, "--peer-python", help="speed: a Python with sentence-"
                                               "transformers' ONNX backend (bash scripts/peer-venv.sh makes "
                                               ".venv-peers/bin/python)"),
@@ -723,6 +728,21 @@ def bench(
                             peer_python=peer_python, announce=_announce, **given)
         _print_results(out_dir)
         if any(r["status"] == "failed" for r in results["rows"]):
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    if suite == "ray":
+        from .bench import ray_scale
+
+        _need_out(out_dir, "benchmarks/ray")
+        if model_dir is None:
+            raise DataError("bench ray needs --model (a folder written by `transferlab train`)",
+                            hint="e.g. --model runs/speed/models/minilm-imdb")
+        results = ray_scale.run(out_dir, model=model_dir, data=data, text_col=text_col, label_col=label_col,
+                                split=split, n_records=max_test or 2000, runtime=runtime,
+                                rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None,
+                                announce=_announce)
+        _print_results(out_dir)
+        if any(r["status"] != "ok" for r in results["rows"]):
             raise typer.Exit(ExitCode.FAILED)
         return
     if suite == "conll2003":
