@@ -409,3 +409,20 @@ def test_contrastive_few_shot_tunes_saves_and_reloads(tmp_path):
 
     with pytest.raises(ModelFileError, match="altered"):
         TextClassifier.load(tmp_path / "fs")
+
+
+def test_training_uses_the_fused_adamw_on_the_cpu(monkeypatch):
+    # the per-tensor AdamW loop cost MiniLM 172 ms a step against 30 ms fused (issue 16): keep the fused kernel
+    from conftest import sentiment_data
+
+    seen = []
+    real = torch.optim.AdamW
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("fused"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    texts, labels = sentiment_data(20)
+    TextClassifier("glove-50d", "dan", epochs=1, max_length=16, seed=0, patience=None, device="cpu").fit(texts, labels)
+    assert seen == [True]
