@@ -471,3 +471,37 @@ def test_vuln_export_writes_checked_graphs_for_both_stages_and_scores_like_eager
     res = CliRunner().invoke(app, ["vuln", "export", "--cascade", str(cascade_dir), "--out", str(out),
                                    "--data-dir", str(security_data)])
     assert res.exit_code == 2 and "not empty" in res.output
+
+
+def test_scan_speed_scores_the_same_hour_with_each_runtime_and_compares_flags(cascade_dir, security_data, tmp_path):
+    from transferlab.vuln.benchmark import scan_speed
+
+    r = scan_speed(cascade_dir, tmp_path / "speed", data=security_data, runtimes=["torch", "torch"], max_items=20,
+                   log=lambda m: None)
+    assert r["events"] == 20 and [x["records_scored"] for x in r["runs"]] == [20, 20]
+    for x in r["runs"]:
+        a = x["agreement"]
+        assert a["records_compared"] == 20 and a["same_flags_within_tolerance"] and x["ran"] == "stage 1 torch, stage 2 torch"
+        assert a["largest_stage1_difference"] == 0.0 and x["end_to_end_records_per_s"] > 0
+    assert "records/s end to end" in (tmp_path / "speed" / "results.md").read_text()
+    assert not list((tmp_path / "speed" / "throughput").glob("*.db"))  # the stores are removed
+    with pytest.raises(ConfigError, match="fast"):
+        scan_speed(cascade_dir, tmp_path / "bad", data=security_data, runtimes=["torch", "fast"])
+
+
+def test_scan_speed_reports_a_runtime_whose_flags_differ(cascade_dir, security_data, tmp_path, monkeypatch):
+    from transferlab.vuln import benchmark
+
+    def fake(cascade, hour, work, runtime):
+        flag = runtime == "bf16"  # bf16 flags the one record the reference does not
+        rows = {("github", "1"): {"flagged": flag, "stage1": 0.9 if flag else 0.2, "stage2": 0.5}}
+        return {"runtime": runtime, "ran": runtime, "records_scored": 1, "end_to_end_records_per_s": 10.0,
+                "ingest_seconds": 0.1, "load_seconds": 0.1, "score_seconds": 0.1, "score_records_per_s": 10.0,
+                "_rows": rows}
+
+    monkeypatch.setattr(benchmark, "_scan_once", fake)
+    r = benchmark.scan_speed(cascade_dir, tmp_path / "speed", data=security_data, runtimes=["torch", "bf16"],
+                             max_items=5, log=lambda m: None)
+    a = r["runs"][1]["agreement"]
+    assert not a["same_flags_within_tolerance"] and a["flagged_only_here"] == 1
+    assert a["largest_stage1_difference"] == pytest.approx(0.7)

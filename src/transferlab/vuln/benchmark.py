@@ -147,10 +147,13 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
 
 
 def _runtime(cascade: Cascade) -> str:
-    """What scored each stage: PyTorch, or an exported ONNX graph (fp32/int8; a frozen stage's graph is its encoder)."""
+    """What scored each stage: float32 PyTorch, PyTorch in bf16, or an exported ONNX graph (fp32/int8; a frozen
+    stage's graph is its encoder)."""
     def one(model) -> str:
         graph = model.runtime_ or getattr(model.backend_, "_graph", None)
-        return f"onnx-{graph.kind}" if graph is not None else "torch"
+        if graph is None:
+            return "torch"
+        return "torch-bf16" if graph.kind == "bf16" else f"onnx-{graph.kind}"
 
     return f"stage 1 {one(cascade.stage1)}, stage 2 {one(cascade.stage2)}"
 
@@ -248,3 +251,132 @@ def markdown(r: dict) -> str:
     if r.get("warnings"):
         lines += ["Warnings:"] + [f"- {w}" for w in r["warnings"]]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ scan speed
+def _scan_once(cascade_dir, hour: Path, work: Path, runtime: str) -> dict:
+    """Ingest ``hour`` into a fresh SQLite store and score it as ``scan`` does, with an empty embedding cache;
+    timings and every record's scores (keyed by source and native id)."""
+    import os
+    import tempfile
+
+    from .ingest import ingest
+    from .scan import score_pending
+    from .sources.gharchive import GHArchiveConnector
+    from .store import Store
+
+    db = work / f"speed-{runtime}.db"
+    db.unlink(missing_ok=True)
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        started = time.perf_counter()
+        rep = ingest(GHArchiveConnector([hour]), store, progress=False)
+        ingest_s = time.perf_counter() - started
+        before = os.environ.get("TRANSFERLAB_CACHE")
+        with tempfile.TemporaryDirectory() as empty:
+            os.environ["TRANSFERLAB_CACHE"] = empty  # nothing encoded before counts
+            try:
+                started = time.perf_counter()
+                cascade = Cascade.load(cascade_dir, runtime=runtime)
+                load_s = time.perf_counter() - started
+                scored, score_s = score_pending(store, cascade, None, None, progress=True)
+            finally:
+                if before is None:
+                    os.environ.pop("TRANSFERLAB_CACHE", None)
+                else:
+                    os.environ["TRANSFERLAB_CACHE"] = before
+        rows = {(r["source"], r["native_id"]): r for r in store.scored(cascade.version)}
+    finally:
+        store.engine.dispose()
+        db.unlink(missing_ok=True)
+    total = ingest_s + score_s
+    return {"runtime": runtime, "ran": _runtime(cascade), "records_ingested": rep.new, "records_scored": scored,
+            "ingest_seconds": round(ingest_s, 2), "load_seconds": round(load_s, 2), "score_seconds": round(score_s, 2),
+            "score_records_per_s": round(scored / score_s, 1) if score_s else None,
+            "end_to_end_records_per_s": round(scored / total, 1) if total else None, "_rows": rows}
+
+
+def scan_speed(cascade_dir: str | Path, out: str | Path, *, data=None, runtimes=("torch", "auto"),
+               max_items: int | None = None, tolerance: float = 0.02, log: Callable[[str], None] = print,
+               command: str | None = None) -> dict:
+    """``vuln scan`` end to end (ingest a GH Archive hour, score every record: stage 1, stage 2 for what passes,
+    evidence for what is flagged) with each runtime side by side in one run, on the same hour, the same cores and
+    an empty embedding cache each time.  The hour is the Matomo test period written as IssuesEvents (as ``vuln
+    benchmark`` builds it).  Each runtime's flags are compared with the first runtime's: the same records flagged,
+    and the largest stage-1/stage-2 score difference (``tolerance`` bounds it)."""
+    import pandas as pd
+
+    from ..errors import ConfigError
+    from ..models.base import environment
+    from ..runtime.onnx import RUNTIMES
+
+    bad = [r for r in runtimes if r not in RUNTIMES] or ([] if runtimes else ["(none)"])
+    if bad:
+        raise ConfigError(f"unknown runtime(s) {', '.join(bad)}", hint=f"--runtimes from {', '.join(RUNTIMES)}")
+    out = Path(out)
+    work = out / "throughput"
+    work.mkdir(parents=True, exist_ok=True)
+    frame = L.read_matomo(L.data_dir(data))
+    split = json.loads((Path(cascade_dir) / "cascade.json").read_text(encoding="utf-8"))["stage1"]["labels"]
+    frame = frame[frame["created_at"] >= pd.Timestamp(split["test_from"], tz="UTC")]
+    if max_items:
+        frame = frame.head(max_items)
+    hour = work / "matomo-test-period.json.gz"
+    n_events = _matomo_events(frame, hour)
+    log(f"{n_events} events from the Matomo test period, runtimes {', '.join(runtimes)}")
+    runs = []
+    for runtime in runtimes:
+        log(f"[{len(runs) + 1}/{len(runtimes)}] {runtime}")
+        runs.append(_scan_once(cascade_dir, hour, work, runtime))
+        log(f"    {runs[-1]['ran']}: {runs[-1]['end_to_end_records_per_s']} records/s end to end")
+    hour.unlink()
+    ref = runs[0]
+    for r in runs:
+        keys = ref["_rows"].keys() & r["_rows"].keys()
+        flagged_ref = {k for k in keys if ref["_rows"][k]["flagged"]}
+        flagged = {k for k in keys if r["_rows"][k]["flagged"]}
+
+        def largest(stage: str) -> float:
+            return max((abs(float(r["_rows"][k][stage] or 0) - float(ref["_rows"][k][stage] or 0)) for k in keys),
+                       default=0.0)
+
+        r["agreement"] = {"records_compared": len(keys), "flagged": len(flagged), "flagged_reference": len(flagged_ref),
+                          "flagged_only_here": len(flagged - flagged_ref), "flagged_only_reference": len(flagged_ref - flagged),
+                          "largest_stage1_difference": largest("stage1"), "largest_stage2_difference": largest("stage2")}
+        a = r["agreement"]
+        a["same_flags_within_tolerance"] = (len(keys) == len(ref["_rows"]) and flagged == flagged_ref
+                                            and max(a["largest_stage1_difference"],
+                                                    a["largest_stage2_difference"]) <= tolerance)
+        r["speedup_vs_reference"] = (round(r["end_to_end_records_per_s"] / ref["end_to_end_records_per_s"], 2)
+                                     if ref["end_to_end_records_per_s"] else None)
+    for r in runs:
+        r.pop("_rows")
+    env = environment()
+    result = {"benchmark": "vuln-scan-speed", "cascade": str(cascade_dir), "events": n_events, "tolerance": tolerance,
+              "runs": runs, "hardware": env["hardware"], "versions": env["versions"],
+              "command": command or f"transferlab vuln speed --cascade {cascade_dir} --out {out}"}
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(speed_markdown(result), encoding="utf-8")
+    return result
+
+
+def speed_markdown(r: dict) -> str:
+    from ..bench.report import hardware_line
+
+    lines = ["# `vuln scan` end to end, runtimes side by side", "",
+             f"Cascade `{r['cascade']}`; {r['events']} GitHub events (the Matomo test period as a GH Archive hour), "
+             "ingested into a fresh SQLite store and scored with an empty embedding cache for each runtime, one "
+             "after another in one run. Flags compared with the first row (tolerance on each score: "
+             f"{r['tolerance']}).", "",
+             "| runtime asked | what ran | ingest s | load s | score s | records/s scored | records/s end to end "
+             "(x first) | flagged | same flags |", "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["runs"]:
+        a = x["agreement"]
+        same = ("yes" if a["same_flags_within_tolerance"] else "NO") + (
+            f" (+{a['flagged_only_here']}/-{a['flagged_only_reference']}; largest score difference "
+            f"{max(a['largest_stage1_difference'], a['largest_stage2_difference']):.1e})")
+        lines.append(f"| {x['runtime']} | {x['ran']} | {x['ingest_seconds']} | {x['load_seconds']} | "
+                     f"{x['score_seconds']} | {x['score_records_per_s']} | {x['end_to_end_records_per_s']} "
+                     f"({x['speedup_vs_reference']}x) | {a['flagged']} | {same} |")
+    lines += ["", f"Hardware: {hardware_line(r['hardware'])}.", f"Command: `{r['command']}`."]
+    return "\n".join(lines) + "\n"

@@ -439,6 +439,30 @@ def demo_cmd(
     err.print(f"reports: {escape(str(out_dir))}/report.{{md,html,csv,json,sarif}}")
 
 
+@vuln_app.command("speed")
+@friendly
+def speed_cmd(
+    cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
+    out_dir: Path = typer.Option(Path("benchmarks/vuln-speed"), "--out", help="where results.{json,md} go"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources (for the Matomo items)"),
+    runtimes: str = typer.Option("torch,auto", "--runtimes", help="comma-separated, side by side; the first is the "
+                                 "reference the others' flags are compared with (auto | onnx | bf16 | torch)"),
+    max_items: Optional[int] = typer.Option(None, "--max-items", help="events (default: the whole test period)"),
+):
+    """`vuln scan` end to end (ingest a GH Archive hour, score every record) with each runtime side by side in one
+    run, on the same hour and cores; each runtime's flags checked against the first's."""
+    import shlex
+    import sys
+
+    from .benchmark import scan_speed
+
+    names = [r.strip() for r in runtimes.split(",") if r.strip()]
+    scan_speed(_cascade_path(cascade), out_dir, data=data_dir, runtimes=names, max_items=max_items,
+               log=lambda m: err.print(escape(m), highlight=False),
+               command=shlex.join(["transferlab", *sys.argv[1:]]))
+    out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
 @vuln_app.command("benchmark")
 @friendly
 def benchmark_cmd(
