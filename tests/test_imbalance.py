@@ -426,3 +426,15 @@ def test_training_uses_the_fused_adamw_on_the_cpu(monkeypatch):
     texts, labels = sentiment_data(20)
     TextClassifier("glove-50d", "dan", epochs=1, max_length=16, seed=0, patience=None, device="cpu").fit(texts, labels)
     assert seen == [True]
+
+
+def test_a_bf16_run_after_a_float32_run_in_one_process():
+    # Accelerate's process-wide state refused the second Accelerator ("already been initialized"): the train-speed
+    # suite's bf16 rows failed after its float32 rows
+    from conftest import sentiment_data
+
+    texts, labels = sentiment_data(20)
+    for precision in ("fp32", "bf16", "fp32"):
+        clf = TextClassifier("glove-50d", "dan", epochs=1, max_length=16, seed=0, patience=None, device="cpu",
+                             precision=precision).fit(texts, labels)
+        assert clf.history_ and np.isfinite(clf.history_[-1]["train_loss"])

@@ -88,6 +88,12 @@ class Trainer:
 
         # split_batches: with several processes each global batch is split between them (training/distributed.py),
         # so a step is one step of the schedule, as in one process (not one per process)
+        from accelerate.state import AcceleratorState
+
+        # Accelerate keeps one process-wide state and refuses a second Accelerator with other settings (a bf16 run
+        # after a float32 one in the same process: a benchmark suite, a notebook).  Each training run sets its own;
+        # the process group of a distributed launch (PartialState) is kept.
+        AcceleratorState._reset_state()
         self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(cfg, device),
                                        gradient_accumulation_steps=cfg.grad_accum,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
