@@ -71,9 +71,17 @@ def test_fine_tuned_transformer_exports_with_int8_and_the_record_says_what_was_c
 
 
 @pytest.mark.slow
-def test_frozen_encoder_graph_embeds_like_eager_and_caches_apart(tmp_path):
+def test_frozen_encoder_graph_embeds_like_eager_and_caches_apart(tmp_path, monkeypatch):
+    from transferlab.encoders import sentence
+
     folder, data = _trained(tmp_path, "frozen", encoder="minilm", strategy="frozen")
-    record = export_model(folder, data=str(data), announce=lambda m: None)
+
+    def no_cache(*args, **kwargs):  # the export times each runtime encoding, never reading cached embeddings
+        raise AssertionError("the export check read the embedding cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(sentence.EmbeddingCache, "get", no_cache)
+        record = export_model(folder, data=str(data), announce=lambda m: None)
     assert "'Attention': 6" in record["optimisation"]
     onnx, eager = TextClassifier.load(folder), TextClassifier.load(folder, runtime="torch")
     assert onnx.backend_._graph is not None and eager.backend_._graph is None

@@ -358,6 +358,15 @@ def export_model(model_dir: str | Path, *, quantize: str | None = None, formats:
         raise ConfigError("this CPU has no native bf16 (AMX or AVX-512 BF16): PyTorch would emulate it, slower than "
                           "float32", hint="export onnx instead")
     clf = TextClassifier.load(folder, device="cpu", runtime="torch", trust_remote_code=trust_remote_code)
+    from ..config import FROZEN_FEATURES
+
+    if clf.model_config.family == FROZEN_FEATURES:
+        # every runtime is timed encoding, never reading embeddings cached by an earlier run (eager PyTorch read
+        # its cache and looked 10-40x faster than it is); this check's embeddings are not cached either
+        enc = clf.backend_._encoder()
+        if enc.cache is not None:
+            enc.cache.close()
+        enc.cache = None
     if examples is not None:
         from ..data.loading import subsample
 
