@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import time
@@ -118,20 +119,8 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     rep = ingest(GHArchiveConnector([hour]), store, progress=True)
     ingest_s = time.perf_counter() - started
     log(f"throughput: scoring {rep.new} records (with an empty embedding cache: these texts were encoded above)")
-    import os
-    import tempfile
-
-    before = os.environ.get("TRANSFERLAB_CACHE")
-    with tempfile.TemporaryDirectory() as empty:
-        os.environ["TRANSFERLAB_CACHE"] = empty
-        try:
-            scored, score_s = score_pending(store, Cascade.load(cascade_dir, runtime=runtime), None, None,
-                                            progress=True)
-        finally:
-            if before is None:
-                os.environ.pop("TRANSFERLAB_CACHE", None)
-            else:
-                os.environ["TRANSFERLAB_CACHE"] = before
+    with _empty_cache():
+        scored, score_s = score_pending(store, Cascade.load(cascade_dir, runtime=runtime), None, None, progress=True)
     result["throughput"] = {"events": n_events, "records_ingested": rep.new, "ingest_seconds": round(ingest_s, 2),
                             "ingest_records_per_s": round(rep.new / ingest_s, 1),
                             "records_scored": scored, "score_seconds": round(score_s, 2),
@@ -144,6 +133,18 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     (out / "results.md").write_text(markdown(result), encoding="utf-8")
     return result
+
+
+@contextlib.contextmanager
+def _empty_cache():
+    """Score with an empty embedding cache (a fresh TRANSFERLAB_CACHE folder), the environment put back after:
+    throughput is encoding, never reading vectors an earlier run cached."""
+    import os
+    import tempfile
+    from unittest import mock
+
+    with tempfile.TemporaryDirectory() as empty, mock.patch.dict(os.environ, {"TRANSFERLAB_CACHE": empty}):
+        yield
 
 
 def _runtime(cascade: Cascade) -> str:
@@ -257,9 +258,6 @@ def markdown(r: dict) -> str:
 def _scan_once(cascade_dir, hour: Path, work: Path, runtime: str) -> dict:
     """Ingest ``hour`` into a fresh SQLite store and score it as ``scan`` does, with an empty embedding cache;
     timings and every record's scores (keyed by source and native id)."""
-    import os
-    import tempfile
-
     from .ingest import ingest
     from .scan import score_pending
     from .sources.gharchive import GHArchiveConnector
@@ -272,19 +270,11 @@ def _scan_once(cascade_dir, hour: Path, work: Path, runtime: str) -> dict:
         started = time.perf_counter()
         rep = ingest(GHArchiveConnector([hour]), store, progress=False)
         ingest_s = time.perf_counter() - started
-        before = os.environ.get("TRANSFERLAB_CACHE")
-        with tempfile.TemporaryDirectory() as empty:
-            os.environ["TRANSFERLAB_CACHE"] = empty  # nothing encoded before counts
-            try:
-                started = time.perf_counter()
-                cascade = Cascade.load(cascade_dir, runtime=runtime)
-                load_s = time.perf_counter() - started
-                scored, score_s = score_pending(store, cascade, None, None, progress=True)
-            finally:
-                if before is None:
-                    os.environ.pop("TRANSFERLAB_CACHE", None)
-                else:
-                    os.environ["TRANSFERLAB_CACHE"] = before
+        with _empty_cache():  # nothing encoded before counts
+            started = time.perf_counter()
+            cascade = Cascade.load(cascade_dir, runtime=runtime)
+            load_s = time.perf_counter() - started
+            scored, score_s = score_pending(store, cascade, None, None, progress=True)
         rows = {(r["source"], r["native_id"]): r for r in store.scored(cascade.version)}
     finally:
         store.engine.dispose()
