@@ -29,12 +29,24 @@ def test_speed_bench_measures_every_runtime_side_by_side(tmp_path):
     res = runner.invoke(app, ["export", str(tmp_path / "m"), "--quantize", "int8", "--max-drop", "100"])
     assert res.exit_code == 0, res.output
     from transferlab.bench import speed
+    from transferlab.runtime.onnx import openvino_installed
 
-    results = speed.run(tmp_path / "speed", model=str(tmp_path / "m"), data=str(data), text_col="text",
-                        label_col="label", split="stratified", lengths=(16, 32), n_speed=8,
-                        rows=["eager", "onnx-fp32", "onnx-int8", "pipeline", "st-onnx"], announce=lambda m: None)
+    names = ["eager", "onnx-fp32", "onnx-int8", "openvino", "pipeline", "st-onnx"]
+    kw = dict(model=str(tmp_path / "m"), data=str(data), text_col="text", label_col="label", split="stratified",
+              lengths=(16, 32), n_speed=8, announce=lambda m: None)
+    # an export without OpenVINO: that row says so and how to make it, the others run
+    results = speed.run(tmp_path / "speed0", rows=["eager", "openvino"], **kw)
+    row = {r["name"]: r for r in results["rows"]}["openvino"]
+    assert row["status"] == "not run" and "--format onnx,openvino" in row["error"]
+    if openvino_installed():
+        res = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", "onnx,openvino", "--quantize", "int8",
+                                  "--max-drop", "100"])
+        assert res.exit_code == 0, res.output
+    results = speed.run(tmp_path / "speed", rows=names, **kw)
     rows = {r["name"]: r for r in results["rows"]}
-    assert [r["name"] for r in results["rows"]] == ["eager", "onnx-fp32", "onnx-int8", "pipeline", "st-onnx"]
+    assert sorted(rows) == sorted(names)
+    if openvino_installed():
+        assert rows["openvino"]["status"] == "ok" and rows["openvino"]["accuracy"] is not None
     for name in ("eager", "onnx-fp32", "onnx-int8", "pipeline"):
         r = rows[name]
         assert r["status"] == "ok", r

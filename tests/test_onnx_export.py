@@ -222,3 +222,83 @@ def test_bf16_runtime_keeps_recurrent_networks_under_autocast():
     assert not net.autocast and net.module.weight.dtype == torch.bfloat16 and linear.weight.dtype == torch.float32
     out = net(input=torch.ones(3, 4))
     assert out.dtype == torch.float32 and out.shape == (3, 2)
+
+
+# ------------------------------------------------------------------------------------------------------ OpenVINO
+def _openvino():
+    return pytest.importorskip("openvino")
+
+
+def test_openvino_graph_is_the_plain_export_checked_and_chosen_like_the_others(tmp_path):
+    _openvino()
+    from transferlab.runtime.onnx import OvNet, openvino_precision
+
+    folder, data = _trained(tmp_path, "m", encoder="glove-50d", head="cnn", epochs=3, max_length=64)
+    record = export_model(folder, formats=["onnx", "openvino"], data=str(data), announce=lambda m: None)
+    assert set(record["files"]) == {"fp32", "openvino"} and record["openvino_precision"] == openvino_precision()
+    check = record["check"]["openvino"]
+    assert check["ok"] and check["docs_per_second"] > 0 and check["accuracy"] >= record["check"]["eager_accuracy"] - 0.2
+    # auto takes whichever checked runtime was fastest on the check sample
+    assert record["default"] == max(("fp32", "openvino"), key=lambda k: record["check"][k]["docs_per_second"])
+    ov, eager = TextClassifier.load(folder, runtime="openvino"), TextClassifier.load(folder, runtime="torch")
+    assert isinstance(ov.runtime_, OvNet) and ov.runtime_.precision == openvino_precision()
+    atol = 1e-4 if openvino_precision() == "f32" else 0.05
+    np.testing.assert_allclose(ov.predict_proba(PROBES), eager.predict_proba(PROBES), atol=atol)
+    for text in PROBES:  # every length alone, as for the ONNX Runtime graph
+        np.testing.assert_allclose(ov.predict_proba([text]), eager.predict_proba([text]), atol=atol)
+    # the OpenVINO file is checked against its SHA-256 like every graph
+    graph = folder / "onnx" / "model.openvino.onnx"
+    graph.write_bytes(graph.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ModelFileError, match="altered or corrupted"):
+        TextClassifier.load(folder, runtime="openvino")
+
+
+def test_openvino_that_cannot_run_fails_its_check_with_the_reason(tmp_path, monkeypatch):
+    _openvino()
+    from transferlab.runtime import onnx as rt
+
+    folder, data = _trained(tmp_path, "m", encoder="glove-50d", head="dan", epochs=2, max_length=32)
+    with pytest.raises(ModelFileError, match="no OpenVINO export"):
+        TextClassifier.load(folder, runtime="openvino")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Cannot create GRUSequence layer")
+
+    monkeypatch.setattr(rt, "OvNet", broken)
+    with pytest.raises(ModelFileError, match="openvino: RuntimeError: Cannot create GRUSequence"):
+        export_model(folder, formats=["onnx", "openvino"], data=str(data), announce=lambda m: None)
+    assert not any((folder / "onnx").iterdir())  # nothing half-written is left
+    with pytest.warns(UserWarning, match="failed its check"):
+        record = export_model(folder, formats=["onnx", "openvino"], data=str(data), force=True,
+                              announce=lambda m: None)
+    assert record["default"] == "fp32" and not record["check"]["openvino"]["ok"]
+    assert isinstance(TextClassifier.load(folder).runtime_, OnnxNet)  # auto skips the failed runtime
+    with pytest.raises(ModelFileError, match="no OpenVINO graph of this model passed its check"):
+        TextClassifier.load(folder, runtime="openvino")
+
+
+@pytest.mark.slow
+def test_openvino_runs_fine_tuned_and_frozen_transformers_and_caches_apart(tmp_path):
+    _openvino()
+    import onnx
+
+    from transferlab.runtime.onnx import OvNet
+
+    for name, kw in (("ft", dict(encoder="minilm", strategy="finetune", epochs=2, max_length=32, batch_size=8,
+                                 lr=1e-4)),
+                     ("frozen", dict(encoder="minilm", strategy="frozen"))):
+        folder, data = _trained(tmp_path, name, **kw)
+        record = export_model(folder, formats=["onnx", "openvino"], data=str(data), max_drop=100.0,
+                              announce=lambda m: None)
+        # ONNX Runtime's copy is fused with its contrib operators; OpenVINO's is the plain graph it can read
+        domains = lambda f: {n.domain for n in onnx.load(str(folder / "onnx" / f)).graph.node}  # noqa: E731
+        assert "com.microsoft" in domains("model.onnx") and "com.microsoft" not in domains("model.openvino.onnx")
+        assert record["check"]["openvino"]["ok"] and record["check"]["openvino"]["max_abs_proba_diff"] < 0.05
+        ov, eager = TextClassifier.load(folder, runtime="openvino"), TextClassifier.load(folder, runtime="torch")
+        runtime = ov.backend_._graph if name == "frozen" else ov.runtime_
+        assert isinstance(runtime, OvNet)
+        np.testing.assert_allclose(ov.predict_proba(PROBES), eager.predict_proba(PROBES), atol=0.05)
+        if name == "frozen":  # OpenVINO's embeddings are cached apart from PyTorch's and ONNX Runtime's
+            paths = {TextClassifier.load(folder, runtime=r).backend_._encoder().cache.path
+                     for r in ("openvino", "onnx", "torch")}
+            assert len(paths) == 3

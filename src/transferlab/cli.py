@@ -31,7 +31,7 @@ PAIR = typer.Option(None, "--pair-col", help="second text column, for sentence-p
 SEP = typer.Option(None, "--label-sep", help="separator of several labels in one cell (multi-label)")
 SKIP = typer.Option(False, "--skip-bad-rows", help="skip rows that do not parse or have empty text, and report them")
 RUNTIME = typer.Option("auto", "--runtime", help="auto (the fastest runtime `transferlab export` checked that runs "
-                       "here, else float32 PyTorch) | onnx | bf16 (PyTorch in bf16, where native) | torch")
+                       "here, else float32 PyTorch) | onnx | openvino | bf16 (PyTorch in bf16, where native) | torch")
 TRUST = typer.Option(False, "--trust-remote-code", help="let the saved model run code shipped with it or its encoder "
                      "(only for a folder you trust; a folder can never switch this on itself)")
 
@@ -307,7 +307,7 @@ def _load_estimator(model_dir: Path, task_name: str | None, trust_remote_code: b
     from .models.base import saved_task
 
     kind = saved_task(model_dir)
-    if runtime in ("onnx", "bf16") and kind != "classification":
+    if runtime in ("onnx", "openvino", "bf16") and kind != "classification":
         raise DataError(f"--runtime {runtime} is for text classifiers (`transferlab export` checks their runtimes)",
                         where=str(model_dir), hint="drop --runtime")
     if kind == "multi-task":
@@ -537,8 +537,10 @@ def predict(
 @friendly
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="a folder written by `transferlab train` (a text classifier)"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx (an ONNX Runtime graph), bf16 (PyTorch with bf16 "
-                            "weights: no file, the same check; CPUs with AMX or AVX-512 BF16), or onnx,bf16"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (an ONNX Runtime graph), openvino (OpenVINO's CPU "
+                            "runtime, bf16 where native: pip install 'transferlab[openvino]'), bf16 (PyTorch with "
+                            "bf16 weights: no file, the same check; CPUs with AMX or AVX-512 BF16), or several: "
+                            "onnx,openvino,bf16"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also a dynamically quantised graph "
                                            "(int8 weights), which `--runtime auto` then prefers"),
     data: Optional[str] = typer.Option(None, "--data", help="labelled data to check the export on (default: the "
@@ -548,13 +550,14 @@ def export_cmd(
     max_rows: int = typer.Option(1000, "--max-rows", help="rows the check scores (a stratified draw)"),
     tolerance: float = typer.Option(1e-4, help="largest allowed difference between the float32 graph's "
                                     "probabilities and eager PyTorch's"),
-    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points the int8 graph or bf16 may lose against "
-                                   "eager float32"),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points the int8 graph, OpenVINO or bf16 may "
+                                   "lose against eager float32"),
     force: bool = typer.Option(False, "--force", help="keep a graph that failed its check (with a warning; "
                                "`--runtime auto` will not use it)"),
     trust_remote_code: bool = TRUST,
 ):
-    """Export a saved classifier to faster runtimes (an ONNX Runtime graph in MODEL/onnx/, int8 too; PyTorch bf16),
+    """Export a saved classifier to faster runtimes (an ONNX Runtime graph in MODEL/onnx/, int8 too; OpenVINO;
+    PyTorch bf16),
     each checked against eager float32 on the model's own validation data and timed there; predict, evaluate and
     the benches then use the fastest that passed (--runtime auto)."""
     from .runtime.onnx import export_model
@@ -665,7 +668,7 @@ def bench(
                                              "export (default: MiniLM fine-tuned and exported here); ray: the "
                                              "classifier to score with"),
     runtime: str = typer.Option("auto", "--runtime", help="ray: the runtime every row scores with (auto | onnx | "
-                                "bf16 | torch)"),
+                                "openvino | bf16 | torch)"),
     peer_python: Optional[str] = typer.Option(None, "--peer-python", help="speed: a Python with sentence-"
                                               "transformers' ONNX backend (bash scripts/peer-venv.sh makes "
                                               ".venv-peers/bin/python)"),

@@ -2,7 +2,8 @@
 side in one run, on the same IMDB test reviews and the same cores.
 
 Rows: ``eager`` (PyTorch float32, the default path before ONNX), ``eager-bf16`` (PyTorch in bf16, on
-CPUs with AMX or AVX-512 BF16), ``onnx-fp32`` and ``onnx-int8`` (ours: ``transferlab export``), and the peers
+CPUs with AMX or AVX-512 BF16), ``onnx-fp32``, ``onnx-int8`` and ``openvino`` (ours: ``transferlab export``; OpenVINO
+in bf16 where native), and the peers
 ``pipeline`` (a transformers text-classification pipeline over the same MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
 recipe, run by ``--peer-python``: it needs transformers < 4.58, see scripts/peer-venv.sh).
 
@@ -29,7 +30,7 @@ from typing import Callable
 
 DATA = dict(path="../shared/data/imdb/movie_reviews.csv.bz2", text_col="review", label_col="sentiment", split="seed")
 LENGTHS = (128, 256, 512)
-OURS = ("eager", "eager-bf16", "onnx-fp32", "onnx-int8")
+OURS = ("eager", "eager-bf16", "onnx-fp32", "onnx-int8", "openvino")
 PEERS = ("pipeline", "st-onnx", "st-onnx-int8")
 
 
@@ -47,7 +48,7 @@ def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], 
     import torch
 
     from ..models.classifier import TextClassifier
-    from ..runtime.onnx import FP32, INT8, SUBDIR, OnnxNet, bf16_runtime
+    from ..runtime.onnx import FP32, INT8, OPENVINO, SUBDIR, OnnxNet, OvNet, bf16_runtime
     from .measure import PeakMemory
 
     torch.set_num_threads(threads)
@@ -55,6 +56,8 @@ def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], 
         clf = TextClassifier.load(model, device="cpu", runtime="torch")
         if variant == "eager-bf16":
             clf.use_runtime(bf16_runtime(clf))
+        elif variant == "openvino":
+            clf.use_runtime(OvNet(Path(model) / SUBDIR / OPENVINO, threads))
         elif variant != "eager":
             clf.use_runtime(OnnxNet(Path(model) / SUBDIR / (FP32 if variant == "onnx-fp32" else INT8), threads,
                                     kind=variant.split("-")[1]))
@@ -135,13 +138,13 @@ def train_default_model(out: Path, spec, *, max_train: int, max_validation: int,
         clf = TextClassifier("minilm", strategy="finetune", max_length=max_length, epochs=epochs, seed=13)
         clf.fit(parts["train"], validation=parts["validation"], out_dir=folder, data_info={"data": spec.to_dict()})
     if not (folder / "onnx" / "export.json").is_file():
-        from ..runtime.onnx import bf16_supported
+        from ..runtime.onnx import bf16_supported, openvino_installed
 
         # force: a runtime that fails its check is still timed here (the bench reports the failed check beside it)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            export_model(folder, quantize="int8", formats=["onnx", "bf16"] if bf16_supported() else ["onnx"],
-                         force=True, announce=announce)
+            export_model(folder, quantize="int8", formats=["onnx"] + (["openvino"] if openvino_installed() else [])
+                         + (["bf16"] if bf16_supported() else []), force=True, announce=announce)
     return folder
 
 
@@ -154,7 +157,7 @@ def run(out: str | Path, *, model: str | None = None, data: str | None = None, t
     from ..encoders.zoo import resolve
     from ..errors import ConfigError
     from ..models.base import environment
-    from ..runtime.onnx import RECORD, SUBDIR, cpu_threads
+    from ..runtime.onnx import OPENVINO, RECORD, SUBDIR, cpu_threads
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +188,10 @@ def run(out: str | Path, *, model: str | None = None, data: str | None = None, t
         rows.remove("eager-bf16")
         results_rows.append({"name": "eager-bf16", "status": "not run", "error": "this CPU has no native bf16 (AMX or "
                              "AVX-512 BF16)"})
+    if "openvino" in rows and not (folder / SUBDIR / OPENVINO).is_file():
+        rows.remove("openvino")
+        results_rows.append({"name": "openvino", "status": "not run", "error": "the model has no OpenVINO export "
+                             f"(transferlab export {folder} --format onnx,openvino; pip install 'transferlab[openvino]')"})
     for name in rows:
         announce(f"[{len(results_rows) + 1}/{len(rows)}] {name}")
         try:
@@ -253,7 +260,11 @@ def write_markdown(results: dict, out: Path) -> None:
         lines += ["", f"Export check ({check['rows']} rows of {check['data']}): float32 graph largest probability "
                   f"difference {check['fp32']['max_abs_proba_diff']:.1e}"
                   + (f"; int8 accuracy {check['int8']['drop_points']:+.2f} points below eager"
-                     if "int8" in check else "") + f". Optimisation: {results['export']['optimisation']}."]
+                     if "int8" in check else "")
+                  + (f"; OpenVINO ({results['export'].get('openvino_precision')}) accuracy "
+                     f"{check['openvino']['drop_points']:+.2f} points below eager"
+                     if "drop_points" in check.get("openvino", {}) else "")
+                  + f". Optimisation: {results['export']['optimisation']}."]
     lines += ["", f"Hardware: {hardware_line(results['hardware'])}.", f"Command: `{results['command']}`."]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

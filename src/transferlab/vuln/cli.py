@@ -78,7 +78,7 @@ TRUST = typer.Option(False, "--trust-remote-code", help="let the cascade's model
 
 
 RUNTIME = typer.Option("auto", "--runtime", help="auto (each stage's fastest runtime checked by `vuln export`, else "
-                       "float32 PyTorch) | onnx | bf16 | torch")
+                       "float32 PyTorch) | onnx | openvino | bf16 | torch")
 
 
 def _cascade(path: Optional[str], trust_remote_code: bool = False, runtime: str = "auto"):
@@ -301,17 +301,17 @@ def export_cmd(
     cascade: Optional[str] = typer.Option(None, "--cascade", help=CASCADE_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="copy the cascade here and export the copy (needed "
                                            "for the shipped cascade); default: export in place"),
-    fmt: str = typer.Option("onnx", "--format", help="onnx, bf16 (PyTorch in bf16) or onnx,bf16; "
-                            "scans take the fastest that passed"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, openvino, bf16 (PyTorch in bf16) or several "
+                            "(onnx,openvino,bf16); scans take the fastest that passed"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: also dynamically quantised graphs"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the label sources (for each stage's "
                                             "validation part; default: the folder the cascade was trained from)"),
-    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points an int8 stage may lose against eager "
-                                   "on its validation part"),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="accuracy points an int8, OpenVINO or bf16 stage may "
+                                   "lose against eager on its validation part"),
     force: bool = typer.Option(False, "--force", help="keep a graph that failed its check (scans will not use it)"),
     trust_remote_code: bool = TRUST,
 ):
-    """Export both stages of a cascade to ONNX Runtime graphs (see `transferlab export`), each checked on its own
+    """Export both stages of a cascade to faster runtimes (see `transferlab export`), each checked on its own
     validation part; `vuln scan --cascade` and `vuln benchmark` then score with them."""
     from .cascade import export_cascade
 
