@@ -15,6 +15,29 @@ from .sources.base import DEFAULT_MAX_RECORD_BYTES
 vuln_app = typer.Typer(no_args_is_help=True, help="Dependency vulnerability early warning: ingest what projects "
                        "say in public, score it, map it to your dependencies, triage.")
 
+# What the early-warning application needs beyond the toolkit (the `vuln` extra): import name -> distribution
+EXTRA_MODULES = {"sqlalchemy": "sqlalchemy", "alembic": "alembic", "psycopg": "psycopg", "requests": "requests",
+                 "urllib3": "urllib3", "defusedxml": "defusedxml", "filelock": "filelock"}
+
+
+def missing_extra() -> list[str]:
+    """The distributions of the `vuln` extra that are not installed here."""
+    import importlib.util
+
+    return sorted(dist for module, dist in EXTRA_MODULES.items() if importlib.util.find_spec(module) is None)
+
+
+@vuln_app.callback()
+@friendly
+def _needs_the_extra() -> None:
+    """Every `vuln` command first checks that the application's extra is installed, and says how to install it."""
+    from ..errors import ConfigError
+
+    missing = missing_extra()
+    if missing:
+        raise ConfigError(f"the early-warning application needs packages that are not installed: {', '.join(missing)}",
+                          hint="pip install 'transferlab[vuln]' (the toolkit alone does not include them)")
+
 DB = typer.Option("sqlite:///transferlab-vuln.db", "--db", envvar="TRANSFERLAB_VULN_DB",
                   help="SQLAlchemy URL of the store: sqlite:///file.db (default) or postgresql+psycopg://user@host/db; "
                        "a password belongs in the environment variable, not on the command line")
