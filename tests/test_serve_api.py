@@ -98,9 +98,6 @@ def test_rate_limit_per_client_says_when_to_retry(model):
         res = c.post("/v1/classify", json={"texts": ["good"]})
         assert ok == [200, 200] and res.status_code == 429 and int(res.headers["retry-after"]) >= 1
         assert shape(res)["where"] == "client"
-        # another token is another client
-        assert c.post("/v1/classify", json={"texts": ["good"]},
-                      headers={"Authorization": "Bearer other"}).status_code == 200
 
 
 def test_probes_and_prometheus_metrics(model):
@@ -225,3 +222,36 @@ def test_cli_serve_needs_a_model_and_names_missing_packages(monkeypatch, tmp_pat
     monkeypatch.setattr(serve_cli, "missing_extra", lambda: ["fastapi"])
     res = CliRunner().invoke(app, ["serve", "--model", str(tmp_path)])
     assert res.exit_code == 2 and "pip install 'transferlab[serve]'" in res.output
+
+
+def test_tokens_authenticate_and_auth_reads_closes_the_api(model, tmp_path, monkeypatch):
+    pytest.importorskip("sqlalchemy")
+    from transferlab.serve import accounts as acc
+    from transferlab.serve.accounts import Accounts
+    from transferlab.vuln.store import Store
+
+    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
+    accounts = Accounts(Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    accounts.add_user("ana", "reviewer", None)
+    _, token = accounts.create_token("ana")
+    body = {"texts": ["good"]}
+    for auth_reads in (False, True):
+        app = create_app(Settings(auth_reads=auth_reads, rate=0), models={"m": model}, accounts=accounts)
+        with TestClient(app, raise_server_exceptions=False) as c:
+            anonymous = c.post("/v1/classify", json=body)
+            assert anonymous.status_code == (401 if auth_reads else 200)
+            wrong = c.post("/v1/classify", json=body, headers={"Authorization": "Bearer tlk_abc_def"})
+            assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+            assert shape(wrong)["where"] == "Authorization" and "tlk_abc_def" not in wrong.text
+            assert c.post("/v1/classify", json=body, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert c.post("/v1/classify", json=body, headers={"Authorization": f"Basic {token}"}).status_code == 401
+            assert c.get("/healthz").status_code == 200  # probes stay open for the orchestrator
+    # each account has its own budget; guessing tokens spends the address's
+    app = create_app(Settings(rate=0.01, burst=2), models={"m": model}, accounts=accounts)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        codes = [c.post("/v1/classify", json=body).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert c.post("/v1/classify", json=body, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert c.post("/v1/classify", json=body, headers={"Authorization": "Bearer tlk_abc_guess"}).status_code == 429
+    with pytest.raises(Exception, match="--auth-reads needs accounts"):
+        create_app(Settings(auth_reads=True), models={"m": model})

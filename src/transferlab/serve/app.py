@@ -13,7 +13,6 @@ unless origins are configured.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run time.
-import hashlib
 import logging
 import math
 import time
@@ -53,6 +52,8 @@ class Settings:
     max_wait_ms: float = 5.0
     max_queue: int = 1024  # texts waiting, per model
     cors_origins: list[str] = field(default_factory=list)
+    db: str | None = None  # the store (accounts; the early-warning items)
+    auth_reads: bool = False  # reads need a token too (writes always do)
 
 
 class Metrics:
@@ -117,9 +118,20 @@ def load_models(settings: Settings) -> dict:
     return models
 
 
-def create_app(settings: Settings, *, models: dict | None = None):
+def create_app(settings: Settings, *, models: dict | None = None, accounts=None):
     """The FastAPI application.  ``models``: already loaded classifiers by name (tests); else loaded from
-    ``settings.models`` at start-up."""
+    ``settings.models`` at start-up.  ``accounts``: an :class:`~transferlab.serve.accounts.Accounts` (else opened on
+    ``settings.db`` when given)."""
+    if accounts is None and settings.db:
+        from ..vuln.store import Store
+        from .accounts import Accounts
+
+        accounts = Accounts(Store.open(settings.db))
+    if settings.auth_reads and accounts is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("--auth-reads needs accounts, which live in the store", where="--db",
+                          hint="--db URL (users and tokens: transferlab serve user add / token create)")
     metrics = Metrics()
     state: dict = {"models": {}, "batchers": {}, "ready": False}
     limiter = RateLimiter(settings.rate, settings.burst)
@@ -195,17 +207,48 @@ def create_app(settings: Settings, *, models: dict | None = None):
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                        on_refuse=lambda: metrics.refused.labels("body").inc())
 
-    def rate_limited(request: Request) -> None:
-        auth = request.headers.get("authorization", "")
-        # the bucket is keyed by a digest of the credential, so the token itself is never kept
-        key = ("token:" + hashlib.sha256(auth.encode()).hexdigest()[:16]) if auth else \
-            f"addr:{request.client.host if request.client else '?'}"
+    def address(request: Request) -> str:
+        return f"addr:{request.client.host if request.client else '?'}"
+
+    def throttle(key: str) -> None:
         wait = limiter.take(key)
         if wait > 0:
             metrics.refused.labels("rate").inc()
             raise ApiError(429, f"more than {settings.rate:g} requests per second from this client", where="client",
                            hint="slow down and retry after the Retry-After seconds",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+    def current_user(request: Request):
+        """The account a request's bearer token belongs to; None without a token (401 for a wrong one)."""
+        auth = request.headers.get("authorization")
+        if not auth:
+            return None
+        scheme, _, token = auth.partition(" ")
+        user = accounts.authenticate(token.strip()) if accounts is not None and scheme.lower() == "bearer" else None
+        if user is None:
+            throttle(address(request))  # guessing tokens spends the address's requests (429 once they are gone)
+            metrics.refused.labels("auth").inc()
+            raise ApiError(401, "the token is not valid (unknown, revoked, or its user disabled)",
+                           where="Authorization", hint="Authorization: Bearer tlk_... (transferlab serve token create)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def reader(request: Request):
+        """Reads are open unless --auth-reads; a token that is sent must be valid either way."""
+        user = current_user(request)
+        if user is None and settings.auth_reads:
+            metrics.refused.labels("auth").inc()
+            raise ApiError(401, "this server needs a token for every request", where="Authorization",
+                           hint="Authorization: Bearer tlk_... (transferlab serve token create)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def rate_limited(request: Request, user=Depends(reader)) -> None:
+        """Each account has its own budget; anonymous clients share their address's."""
+        throttle(f"user:{user.id}" if user is not None else address(request))
+
+    app.state.current_user, app.state.reader = current_user, reader
 
     # ------------------------------------------------------------------------------------------ probes
     @app.get("/healthz", tags=["ops"])
@@ -235,7 +278,8 @@ def create_app(settings: Settings, *, models: dict | None = None):
 
     @app.post("/v1/classify", tags=["models"], response_model=ClassifyResponse,
               dependencies=[Depends(rate_limited)],
-              responses={413: {"description": "too many or too long texts"}, 429: {"description": "rate limit"},
+              responses={401: {"description": "no or a wrong token"},
+                         413: {"description": "too many or too long texts"}, 429: {"description": "rate limit"},
                          503: {"description": "the batching queue is full"}})
     async def classify(body: ClassifyRequest):
         name = body.model

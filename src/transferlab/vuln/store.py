@@ -136,6 +136,29 @@ verdicts = sa.Table(
     sa.Index("ix_verdicts_record", "record_id"),
 )
 
+ROLES = ("reviewer", "admin")
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256)),  # a salted scrypt hash (serve/accounts.py), or none: tokens only
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime),
+    sa.UniqueConstraint("name", name="uq_users_name"),
+)
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("public_id", sa.String(32), nullable=False),  # the part of a token that finds its row
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("secret_hash", sa.String(256), nullable=False),  # never the secret itself
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.UniqueConstraint("public_id", name="uq_api_tokens_public_id"),
+)
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
