@@ -20,6 +20,24 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def security_data(tmp_path_factory):
+    """The learnable stand-in for ../shared/data/security (tests/vuln_data.py)."""
+    from vuln_data import write_security_data
+
+    return write_security_data(tmp_path_factory.mktemp("security"))
+
+
+@pytest.fixture(scope="session")
+def cascade_dir(security_data, tmp_path_factory):
+    """A real (small) glove-dan cascade, trained once per session and shared by the vuln and service tests."""
+    from transferlab.vuln.cascade import train_cascade
+
+    out = tmp_path_factory.mktemp("cascade")
+    train_cascade(out, data=security_data, stage1_recipe="glove-dan", stage2_recipe="glove-dan", log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def imdb_path() -> Path:
     if not IMDB.exists():
         pytest.skip("../shared/data/imdb is not beside the repository")

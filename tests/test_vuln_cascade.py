@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SHARED_DATA
-from vuln_data import write_security_data
+from vuln_data import write_osv
 from transferlab.cli import app
 from transferlab.errors import ConfigError, DataError, ModelFileError
 from transferlab.vuln import labels as L
@@ -32,16 +32,7 @@ VULN_TEXT = ("Heap buffer overflow in the parser. A crafted file causes a heap b
              "write, leading to remote code execution. The logo colour is fine.")
 
 
-@pytest.fixture(scope="session")
-def security_data(tmp_path_factory):
-    return write_security_data(tmp_path_factory.mktemp("security"))
-
-
-@pytest.fixture(scope="session")
-def cascade_dir(security_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cascade")
-    train_cascade(out, data=security_data, stage1_recipe="glove-dan", stage2_recipe="glove-dan", log=lambda m: None)
-    return out
+# security_data and cascade_dir (a glove-dan cascade trained once per session) are in conftest.py
 
 
 @pytest.fixture(scope="session")
@@ -160,11 +151,7 @@ def world(tmp_path, cascade):
     (tmp_path / "requirements.txt").write_text("# app\nacme-parser==1.2.0\nunmapped-thing==0.1\n")
     (tmp_path / "map.toml").write_text('[PyPI."acme-parser"]\nprojects = ["acme/parser", "oss-security"]\n'
                                        'mentions = ["acme-parser"]\n')
-    (tmp_path / "osv").mkdir()
-    (tmp_path / "osv" / "A.json").write_text(json.dumps({
-        "id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2024-1111"], "summary": "SQL injection in acme-parser",
-        "affected": [{"package": {"ecosystem": "PyPI", "name": "acme-parser"},
-                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}))
+    write_osv(tmp_path / "osv")
     mapper = RepositoryMapper(tmp_path / "map.toml", cache_file=tmp_path / "cache.json", online=False)
     return store, mapper, AdvisoryIndex.from_directory(tmp_path / "osv"), tmp_path
 

@@ -63,3 +63,13 @@ def write_security_data(folder: Path, seed: int = 0) -> Path:
             fh.write(json.dumps({"vulnerability_id": f"CVE-2019-{2000 + i}", "description":
                                  f"A {rnd.choice(VULN)} in the library.", "aliases": None, "fixes": []}) + "\n")
     return folder
+
+
+def write_osv(folder: Path) -> Path:
+    """One OSV advisory: GHSA-aaaa-bbbb-cccc (CVE-2024-1111), SQL injection in PyPI acme-parser, fixed in 1.3.0."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "A.json").write_text(json.dumps({
+        "id": "GHSA-aaaa-bbbb-cccc", "aliases": ["CVE-2024-1111"], "summary": "SQL injection in acme-parser",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "acme-parser"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}))
+    return folder

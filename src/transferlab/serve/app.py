@@ -54,6 +54,7 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)
     db: str | None = None  # the store (accounts; the early-warning items)
     auth_reads: bool = False  # reads need a token too (writes always do)
+    vuln: "object | None" = None  # a vuln_api.VulnConfig: serve the early-warning items of these manifests
 
 
 class Metrics:
@@ -118,15 +119,27 @@ def load_models(settings: Settings) -> dict:
     return models
 
 
-def create_app(settings: Settings, *, models: dict | None = None, accounts=None):
+def create_app(settings: Settings, *, models: dict | None = None, accounts=None, vuln=None):
     """The FastAPI application.  ``models``: already loaded classifiers by name (tests); else loaded from
     ``settings.models`` at start-up.  ``accounts``: an :class:`~transferlab.serve.accounts.Accounts` (else opened on
-    ``settings.db`` when given)."""
-    if accounts is None and settings.db:
+    ``settings.db`` when given).  ``vuln``: a :class:`~transferlab.serve.vuln_api.VulnService` (else opened from
+    ``settings.vuln`` on the store, and scanned once at start-up)."""
+    store = None
+    if settings.db and (accounts is None or (vuln is None and settings.vuln is not None)):
         from ..vuln.store import Store
+
+        store = Store.open(settings.db)
+    if accounts is None and store is not None:
         from .accounts import Accounts
 
-        accounts = Accounts(Store.open(settings.db))
+        accounts = Accounts(store)
+    if vuln is None and settings.vuln is not None:
+        from ..errors import ConfigError
+        from .vuln_api import VulnService
+
+        if store is None:
+            raise ConfigError("the early-warning items live in the store", where="--db", hint="--db URL")
+        vuln = VulnService.open(store, settings.vuln)
     if settings.auth_reads and accounts is None:
         from ..errors import ConfigError
 
@@ -148,6 +161,10 @@ def create_app(settings: Settings, *, models: dict | None = None, accounts=None)
                                                    name=name, on_batch=on_batch)
             state["batchers"][name].start()
         state["models"] = loaded
+        if vuln is not None and vuln.refreshed_at is None:
+            import asyncio
+
+            await asyncio.to_thread(vuln.refresh)
         state["ready"] = True
         yield
         state["ready"] = False
@@ -248,7 +265,23 @@ def create_app(settings: Settings, *, models: dict | None = None, accounts=None)
         """Each account has its own budget; anonymous clients share their address's."""
         throttle(f"user:{user.id}" if user is not None else address(request))
 
-    app.state.current_user, app.state.reader = current_user, reader
+    def writer(request: Request):
+        """Every write needs an account."""
+        user = current_user(request)
+        if user is None:
+            metrics.refused.labels("auth").inc()
+            raise ApiError(401, "writing needs an account", where="Authorization",
+                           hint="Authorization: Bearer tlk_... (transferlab serve token create)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        throttle(f"user:{user.id}")
+        return user
+
+    app.state.current_user, app.state.reader, app.state.writer = current_user, reader, writer
+    app.state.vuln = vuln
+    if vuln is not None:
+        from .vuln_api import register
+
+        register(app, vuln, reader=reader, writer=writer, rate_limited=rate_limited, settings=settings)
 
     # ------------------------------------------------------------------------------------------ probes
     @app.get("/healthz", tags=["ops"])

@@ -67,6 +67,13 @@ def serve(
                                      "user/token) and early-warning items"),
     auth_reads: bool = typer.Option(False, "--auth-reads", help="every request needs a token, reads too (writes "
                                     "always do)"),
+    manifest: Optional[List[str]] = typer.Option(None, "--manifest", help="serve the early-warning items of these "
+                                                 "manifests (as for `vuln scan`; repeatable; needs --db)"),
+    cascade: Optional[str] = typer.Option(None, "--cascade", help="the cascade folder (default: the shipped one)"),
+    mapping: Optional[str] = typer.Option(None, "--mapping", help="TOML file mapping packages to projects"),
+    osv: Optional[str] = typer.Option(None, "--osv", help="OSV export (folder or zip) to tell known from new"),
+    online: bool = typer.Option(False, "--online", help="let the mapping ask package registries (default: mapping "
+                                "file and cache only)"),
 ):
     """Serve classifiers over HTTP until stopped (Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
@@ -78,9 +85,17 @@ def serve(
         raise ConfigError(f"the service needs packages that are not installed: {', '.join(missing)}",
                           hint="pip install 'transferlab[serve]'")
     models = _named(model or [])
-    if not models:
+    if not models and not manifest:
         raise ConfigError("nothing to serve", where="--model", hint="--model runs/m (a folder written by "
-                          "`transferlab train`)")
+                          "`transferlab train`), and/or --manifest requirements.txt --db URL for the early warning")
+    vuln = None
+    if manifest:
+        from .vuln_api import VulnConfig
+
+        if not db:
+            raise ConfigError("the early-warning items live in the store", where="--db", hint="--db URL")
+        vuln = VulnConfig(cascade=cascade, manifests=list(manifest), mapping=mapping, osv=osv, offline=not online,
+                          runtime=runtime)
     import uvicorn
 
     from .app import Settings, create_app
@@ -88,9 +103,10 @@ def serve(
     settings = Settings(models=models, runtime=runtime, max_body_bytes=max_body_bytes, max_texts=max_texts,
                         max_text_chars=max_text_chars, rate=rate, burst=burst, max_batch=max_batch,
                         max_wait_ms=max_wait_ms, max_queue=max_queue, cors_origins=list(cors_origin or []),
-                        db=db, auth_reads=auth_reads)
+                        db=db, auth_reads=auth_reads, vuln=vuln)
     app = create_app(settings)
-    err.print(escape(f"serving {', '.join(models)} on http://{host}:{port} (OpenAPI at /docs)"), highlight=False)
+    what = ", ".join(list(models) + (["the early warning"] if vuln else []))
+    err.print(escape(f"serving {what} on http://{host}:{port} (OpenAPI at /docs)"), highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
 
 

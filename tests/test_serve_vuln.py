@@ -1,0 +1,127 @@
+"""The service's early-warning endpoints (serve/vuln_api.py) on a real small cascade and store: the items of a scan,
+filtered and paged most probable first; an item whole; verdicts stored under the authenticated account only;
+scoring through the cascade; hostile text returned as data, links only for http(s)."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from vuln_data import write_osv  # noqa: E402
+
+from transferlab.serve import accounts as acc  # noqa: E402
+from transferlab.serve.accounts import Accounts  # noqa: E402
+from transferlab.serve.app import Settings, create_app  # noqa: E402
+from transferlab.serve.vuln_api import VulnConfig, VulnService  # noqa: E402
+from transferlab.vuln.advisories import AdvisoryIndex  # noqa: E402
+from transferlab.vuln.cascade import Cascade  # noqa: E402
+from transferlab.vuln.mapping import RepositoryMapper  # noqa: E402
+from transferlab.vuln.records import Record  # noqa: E402
+from transferlab.vuln.sources.base import Batch  # noqa: E402
+from transferlab.vuln.store import Store  # noqa: E402
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+
+
+def _record(n, project, title, body="", kind="issue", when=T0, url=None):
+    return Record(source="github" if "/" in project else "mail", connector="test", project=project, kind=kind,
+                  native_id=f"{project}#{n}", url=url or f"https://github.com/{project}/issues/{n}", title=title,
+                  body=body, author="alice", created_at=when, updated_at=when)
+
+
+@pytest.fixture
+def service(tmp_path, cascade_dir, monkeypatch):
+    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
+    store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
+    store.write_batch("t", Batch(records=[
+        _record(1, "acme/parser", "Heap buffer overflow when parsing a crafted file allows remote code execution",
+                "A crafted file causes a heap buffer overflow. <script>alert(1)</script>",
+                url="javascript:alert(document.cookie)"),
+        _record(2, "acme/parser", "Add a dark theme to the settings page"),
+        _record(3, "acme/parser", "SQL injection in the search parameter lets attackers read the database",
+                "Fixed upstream, see CVE-2024-1111.", when=T0.replace(month=5)),
+        _record(4, "other/lib", "Authentication bypass through a crafted cookie gives admin access"),
+    ]))
+    (tmp_path / "requirements.txt").write_text("acme-parser==1.2.0\nother-lib==0.1\n")
+    (tmp_path / "map.toml").write_text('[PyPI."acme-parser"]\nprojects = ["acme/parser"]\n'
+                                       '[PyPI."other-lib"]\nprojects = ["other/lib"]\n')
+    write_osv(tmp_path / "osv")
+    config = VulnConfig(manifests=[str(tmp_path / "requirements.txt")])
+    svc = VulnService(store, Cascade.load(cascade_dir), config,
+                      mapper=RepositoryMapper(tmp_path / "map.toml", cache_file=tmp_path / "c.json", online=False),
+                      advisories=AdvisoryIndex.from_directory(tmp_path / "osv"))
+    accounts = Accounts(store)
+    accounts.add_user("ana", "reviewer", None)
+    _, token = accounts.create_token("ana")
+    app = create_app(Settings(rate=0), models={}, accounts=accounts, vuln=svc)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, token, store
+
+
+def test_items_are_the_scan_most_probable_first_with_filters_and_pages(service):
+    c, _, _ = service
+    body = c.get("/v1/vuln/items").json()
+    items = body["items"]
+    titles = [i["title"] for i in items]
+    assert any(t.startswith("Heap") for t in titles) and not any("dark theme" in t for t in titles)
+    assert [i["probability"] for i in items] == sorted((i["probability"] for i in items), reverse=True)
+    sql = next(i for i in items if i["title"].startswith("SQL"))
+    heap = next(i for i in items if i["title"].startswith("Heap"))
+    assert sql["status"] == "disclosed" and sql["advisory"] == "GHSA-aaaa-bbbb-cccc"
+    assert heap["status"] == "early-warning" and heap["dependencies"][0]["package"] == "acme-parser"
+    assert heap["url"] is None  # a javascript: link is never handed on
+    only = c.get("/v1/vuln/items", params={"status": "early-warning", "package": "ACME-parser"}).json()["items"]
+    assert [i["id"] for i in only] == [heap["id"]]
+    assert c.get("/v1/vuln/items", params={"ecosystem": "npm"}).json()["items"] == []
+    assert [i["id"] for i in c.get("/v1/vuln/items", params={"since": "2024-04-01"}).json()["items"]] == [sql["id"]]
+    # pages of one, following next_cursor, give the whole list once, in order
+    seen, cursor = [], None
+    while True:
+        page = c.get("/v1/vuln/items", params={"limit": 1, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [i["id"] for i in items]
+    r = c.get("/v1/vuln/items", params={"cursor": "not-a-cursor"})
+    assert r.status_code == 422 and r.json()["error"]["where"] == "cursor"
+    assert c.get("/v1/vuln/items", params={"status": "maybe"}).status_code == 422
+    whole = c.get(f"/v1/vuln/items/{heap['id']}").json()
+    assert "<script>alert(1)</script>" in whole["body"]  # data, as written: the pages escape it where shown
+    assert whole["evidence"] and whole["stage1"] > 0 and whole["verdicts"] == []
+    assert c.get("/v1/vuln/items/99999").status_code == 404
+
+
+def test_verdicts_need_an_account_and_are_stored_under_it(service):
+    c, token, store = service
+    heap = next(i for i in c.get("/v1/vuln/items").json()["items"] if i["title"].startswith("Heap"))
+    url = f"/v1/vuln/items/{heap['id']}/verdict"
+    assert c.post(url, json={"verdict": "vulnerability"}).status_code == 401
+    assert c.post(url, json={"verdict": "vulnerability"},
+                  headers={"Authorization": "Bearer tlk_0_wrong"}).status_code == 401
+    auth = {"Authorization": f"Bearer {token}"}
+    r = c.post(url, json={"verdict": "vulnerability", "reviewer": "mallory"}, headers=auth)
+    assert r.status_code == 422  # the reviewer is the account, never a field of the request
+    assert c.post(url, json={"verdict": "maybe"}, headers=auth).status_code == 422
+    r = c.post(url, json={"verdict": "vulnerability", "comment": "confirmed <b>upstream</b>"}, headers=auth)
+    assert r.status_code == 201 and r.json()["verdict"]["reviewer"] == "ana"
+    stored = store.verdicts()
+    assert [(v["record_id"], v["verdict"], v["reviewer"]) for v in stored] == [(heap["id"], "vulnerability", "ana")]
+    assert c.get("/v1/vuln/items", params={"verdict": "none"}).json()["items"] and \
+        [i["id"] for i in c.get("/v1/vuln/items", params={"verdict": "vulnerability"}).json()["items"]] == [heap["id"]]
+    assert c.post("/v1/vuln/items/99999/verdict", json={"verdict": "not-security"}, headers=auth).status_code == 404
+
+
+def test_score_runs_texts_through_the_cascade(service):
+    c, _, _ = service
+    texts = ["heap buffer overflow when parsing a crafted file allows remote code execution. the logo is fine.",
+             "add a dark theme to the settings page"]
+    r = c.post("/v1/vuln/score", json={"texts": texts})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert res[0]["stage1"] > res[1]["stage1"] and res[0]["flagged"] and not res[1]["flagged"]
+    assert res[0]["evidence"] and "overflow" in res[0]["evidence"][0]
+    assert c.post("/v1/vuln/score", json={"texts": []}).status_code == 422
+    assert "/v1/vuln/items/{item_id}/verdict" in c.get("/openapi.json").json()["paths"]
