@@ -32,11 +32,11 @@ def test_migrations_create_the_schema_the_code_expects(db_url):
     from alembic.migration import MigrationContext
 
     store = Store.open(db_url)
-    assert store.revision() == "0004"
+    assert store.revision() == "0005"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
-    assert Store.open(db_url).revision() == "0004"  # migrating an up-to-date store is a no-op
+    assert Store.open(db_url).revision() == "0005"  # migrating an up-to-date store is a no-op
 
 
 def test_a_store_from_the_first_release_is_upgraded_without_losing_records(db_url):
@@ -44,7 +44,7 @@ def test_a_store_from_the_first_release_is_upgraded_without_losing_records(db_ur
     old.migrate("0001")
     old.write_batch("k", Batch(records=[record(1, T0), record(2, T0)]))
     store = Store.open(db_url)  # opening migrates to the newest revision
-    assert store.revision() == "0004" and store.count() == 2
+    assert store.revision() == "0005" and store.count() == 2
     rid = next(store.iter_records())["id"]
     store.write_scores("v1", [{"record_id": rid, "stage1": 0.9, "stage2": 0.8, "flagged": True, "evidence": {}}])
     store.add_verdict(rid, "vulnerability", "alice", "checked")

@@ -55,3 +55,17 @@ class ModelFileError(TransferLabError):
     """A saved model directory is incomplete, altered, or from an incompatible version."""
 
     exit_code = ExitCode.MODEL_FILE
+
+
+def read_toml(path, what: str) -> dict:
+    """A TOML file as a dict; a missing file or bad TOML is a clear error naming ``what`` and where."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read the {what}: {exc.strerror}", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the {what} is not valid TOML: {exc}", where=str(path)) from None

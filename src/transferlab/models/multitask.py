@@ -375,19 +375,14 @@ def load_tasks_file(path: str | Path, *, report=None) -> tuple[dict, dict[str, T
 
     Returns (shared parameters, {name: TaskData}, {name: test data or None}).  Data paths are read relative to the
     file's folder when they exist there, else as given.  ``report(message)`` hears what was read."""
-    import tomllib
-
     from ..config import split_kwargs
     from ..data.loading import DataSpec, load_parts
     from ..data.tagged import TaggedReadReport, read_tagged
 
+    from ..errors import read_toml
+
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read the tasks file: {exc.strerror}", where=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the tasks file is not valid TOML: {exc}", where=str(path)) from None
+    doc = read_toml(path, "tasks file")
     tables = doc.pop("tasks", None)
     if not isinstance(tables, dict) or len(tables) < 2:
         raise ConfigError("a tasks file needs at least two [tasks.NAME] tables", where=str(path),

@@ -345,6 +345,44 @@ def export_cmd(
     out.print(escape(f"exported: {target} (scan with --cascade {target})"), highlight=False)
 
 
+@vuln_app.command("watch")
+@friendly
+def watch_cmd(
+    config: Path = typer.Option(..., "--config", help="watch.toml: interval, sources, manifests, channels (see the "
+                                "README)"),
+    db: Optional[str] = typer.Option(None, "--db", envvar="TRANSFERLAB_VULN_DB", help="the store (overrides the "
+                                     "config's db)"),
+    once: bool = typer.Option(False, "--once", help="one round, then exit (for cron)"),
+):
+    """Ingest, scan and notify every interval: each new early warning is sent once per channel (webhook, e-mail),
+    across restarts; failing sources back off; Prometheus metrics on metrics_port."""
+    import signal
+    import threading
+
+    from ..serve.vuln_api import VulnConfig, VulnService
+    from .store import Store
+    from .watch import Watch, WatchConfig, channels_of
+
+    cfg = WatchConfig.load(config)
+    store = Store.open(db or cfg.db or "sqlite:///transferlab-vuln.db")
+    service = VulnService.open(store, VulnConfig(cascade=cfg.cascade, manifests=cfg.manifests, mapping=cfg.mapping,
+                                                 osv=cfg.osv, offline=not cfg.online, runtime=cfg.runtime))
+    watch = Watch(cfg, store, service, channels_of(cfg))
+    say = lambda m: err.print(escape(m), highlight=False, soft_wrap=True)  # noqa: E731
+    if once:
+        r = watch.run_round()
+        say(f"ingested {r.ingested}; {r.warnings} early warning(s); sent {r.sent}"
+            + (f"; failed {r.failed}" if r.failed else ""))
+        if r.failed or any(isinstance(v, str) for v in r.ingested.values()):
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    say(f"watching {len(cfg.sources)} source(s) every {cfg.interval:.0f}s; Ctrl-C stops")
+    watch.run(stop, announce=say)
+
+
 @vuln_app.command("triage")
 @friendly
 def triage_cmd(

@@ -159,6 +159,16 @@ api_tokens = sa.Table(
     sa.UniqueConstraint("public_id", name="uq_api_tokens_public_id"),
 )
 
+notifications = sa.Table(
+    "notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Integer, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),  # webhook | email
+    sa.Column("status", sa.String(16), nullable=False),  # sent | baseline (there before the watch first ran)
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("record_id", "channel", name="uq_notifications_record_channel"),
+)
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -451,6 +461,10 @@ class Store:
         conn.execute(insert.values(key=key, state=state, updated_at=now).on_conflict_do_update(
             index_elements=["key"], set_={"state": insert.excluded.state, "updated_at": now}))
 
+    def set_checkpoint(self, key: str, state: dict) -> None:
+        with self._writing() as conn:
+            self._set_checkpoint(conn, key, state, _now())
+
     def reset_checkpoint(self, key: str) -> None:
         with self._writing() as conn:
             conn.execute(checkpoints.delete().where(checkpoints.c.key == _key(key)))
@@ -582,6 +596,25 @@ class Store:
                 record_id=record_id, verdict=verdict, reviewer=reviewer.strip(), comment=comment,
                 created_at=_now(), cascade_version=cascade_version))
             return int(result.inserted_primary_key[0])
+
+    # ---- notifications (the watch loop) ---------------------------------------------------------------------
+    def notified(self, channel: str) -> set[int]:
+        """Record ids already sent (or taken as the baseline) on this channel."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(notifications.c.record_id)
+                                    .where(notifications.c.channel == channel)).scalars())
+
+    def mark_notified(self, channel: str, record_ids: list[int], status: str = "sent") -> None:
+        """Remember ``record_ids`` as told on ``channel``; ids already remembered are left as they are."""
+        if not record_ids:
+            return
+        with self._writing() as conn:
+            known = set(conn.execute(sa.select(notifications.c.record_id).where(
+                notifications.c.channel == channel, notifications.c.record_id.in_(record_ids))).scalars())
+            rows = [{"record_id": r, "channel": channel, "status": status, "at": _now()}
+                    for r in dict.fromkeys(record_ids) if r not in known]
+            if rows:
+                conn.execute(notifications.insert(), rows)
 
     def verdicts(self, latest_only: bool = True) -> list[dict]:
         """Verdicts with their record's text; ``latest_only`` keeps each record's most recent verdict."""
