@@ -2,6 +2,7 @@
 filtered and paged most probable first; an item whole; verdicts stored under the authenticated account only;
 scoring through the cascade; hostile text returned as data, links only for http(s)."""
 
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -31,8 +32,11 @@ def _record(n, project, title, body="", kind="issue", when=T0, url=None):
                   body=body, author="alice", created_at=when, updated_at=when)
 
 
-@pytest.fixture
-def service(tmp_path, cascade_dir, monkeypatch):
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(params=[False], ids=["open-reads"])
+def service(request, tmp_path, cascade_dir, monkeypatch):
     monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
     store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
     store.write_batch("t", Batch(records=[
@@ -53,9 +57,9 @@ def service(tmp_path, cascade_dir, monkeypatch):
                       mapper=RepositoryMapper(tmp_path / "map.toml", cache_file=tmp_path / "c.json", online=False),
                       advisories=AdvisoryIndex.from_directory(tmp_path / "osv"))
     accounts = Accounts(store)
-    accounts.add_user("ana", "reviewer", None)
+    accounts.add_user("ana", "reviewer", PASSWORD)
     _, token = accounts.create_token("ana")
-    app = create_app(Settings(rate=0), models={}, accounts=accounts, vuln=svc)
+    app = create_app(Settings(rate=0, auth_reads=request.param), models={}, accounts=accounts, vuln=svc)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, token, store
 
@@ -125,3 +129,72 @@ def test_score_runs_texts_through_the_cascade(service):
     assert res[0]["evidence"] and "overflow" in res[0]["evidence"][0]
     assert c.post("/v1/vuln/score", json={"texts": []}).status_code == 422
     assert "/v1/vuln/items/{item_id}/verdict" in c.get("/openapi.json").json()["paths"]
+
+
+# ------------------------------------------------------------------------------------------------ triage pages
+def login(c, name="ana", password=PASSWORD):
+    page = c.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return c.post("/login", data={"name": name, "password": password, "csrf": token, "next": "/queue"},
+                  follow_redirects=False)
+
+
+def csrf_of(html):
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_pages_render_hostile_text_inert_and_work_without_javascript(service):
+    c, _, _ = service
+    queue = c.get("/queue")
+    assert queue.status_code == 200 and "Heap buffer overflow" in queue.text and "dark theme" not in queue.text
+    assert "<svg" in queue.text  # flags per day per package
+    heap = next(i for i in c.get("/v1/vuln/items").json()["items"] if i["title"].startswith("Heap"))
+    page = c.get(f"/items/{heap['id']}")
+    html = page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "javascript:" not in html  # the record's javascript: link is not a link
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/triage.js" defer>']  # no inline script
+    assert "style=" not in html and "<mark>" in html  # evidence highlighted, no inline style for the CSP to block
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "Log in</a> to judge" in html  # anonymous: no verdict form
+    assert c.get("/static/triage.js").status_code == 200
+    assert c.get("/queue", params={"package": "acme-parser", "status": "disclosed"}).text.count("data-href") == 1
+
+
+def test_login_session_csrf_and_a_verdict_by_the_logged_in_reviewer(service):
+    c, _, store = service
+    res = c.post("/login", data={"name": "ana", "password": PASSWORD, "csrf": "forged"}, follow_redirects=False)
+    assert res.status_code == 403
+    assert login(c, password="wrong password here").status_code == 401
+    res = login(c)
+    assert res.status_code == 303 and res.headers["location"] == "/queue"
+    cookie = res.headers["set-cookie"]
+    assert "tl_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    sid = c.cookies.get("tl_session")
+    assert sid not in repr(c.app.state.sessions._by_hash)  # kept only as its hash
+    heap = next(i for i in c.get("/v1/vuln/items").json()["items"] if i["title"].startswith("Heap"))
+    page = c.get(f"/items/{heap['id']}").text
+    assert 'value="vulnerability"' in page
+    url = f"/items/{heap['id']}/verdict"
+    assert c.post(url, data={"verdict": "vulnerability"}, follow_redirects=False).status_code == 403  # no CSRF
+    res = c.post(url, data={"verdict": "vulnerability", "comment": "=cmd|' /C calc'!A0", "csrf": csrf_of(page)},
+                 follow_redirects=False)
+    assert res.status_code == 303
+    assert [(v["verdict"], v["reviewer"]) for v in store.verdicts()] == [("vulnerability", "ana")]
+    again = c.get(f"/items/{heap['id']}").text
+    assert "Earlier verdicts" in again and "ana" in again
+    assert heap["id"] not in [int(x) for x in re.findall(r'data-href="/items/(\d+)"', c.get("/queue").text)]
+    exported = c.get("/export.csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "'=cmd|' /C calc'!A0" in exported.text  # a formula is shown as text in a spreadsheet
+    res = c.post("/logout", data={"csrf": csrf_of(again)}, follow_redirects=False)
+    assert res.status_code == 303
+    assert 'value="vulnerability"' not in c.get(f"/items/{heap['id']}").text  # logged out: no form
+
+
+@pytest.mark.parametrize("service", [True], indirect=True, ids=["auth-reads"])
+def test_auth_reads_sends_pages_to_login(service):
+    c, _, _ = service
+    res = c.get("/queue", follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"].startswith("/login")
+    assert login(c).status_code == 303 and c.get("/queue").status_code == 200

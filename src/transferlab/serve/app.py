@@ -282,6 +282,9 @@ def create_app(settings: Settings, *, models: dict | None = None, accounts=None,
         from .vuln_api import register
 
         register(app, vuln, reader=reader, writer=writer, rate_limited=rate_limited, settings=settings)
+        from .pages import register as register_pages
+
+        register_pages(app, vuln, accounts, settings, writer_throttle=lambda user: throttle(f"user:{user.id}"))
 
     # ------------------------------------------------------------------------------------------ probes
     @app.get("/healthz", tags=["ops"])

@@ -13,7 +13,7 @@ serve_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                              "OpenAPI at /docs.")
 
 EXTRA_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "prometheus_client": "prometheus-client",
-                 "multipart": "python-multipart"}
+                 "multipart": "python-multipart", "jinja2": "jinja2"}
 
 
 def missing_extra() -> list[str]:
