@@ -35,9 +35,9 @@ def _record(n, project, title, body="", kind="issue", when=T0, url=None):
 PASSWORD = "a long enough password"
 
 
-@pytest.fixture(params=[False], ids=["open-reads"])
-def service(request, tmp_path, cascade_dir, monkeypatch):
-    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
+def make_app(tmp_path, cascade_dir, *, auth_reads=False, extra_records=()):
+    """A service over a small store and the session's cascade: (app, ana's token, store).  Users: ana (reviewer) and
+    root (admin), both with PASSWORD."""
     store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
     store.write_batch("t", Batch(records=[
         _record(1, "acme/parser", "Heap buffer overflow when parsing a crafted file allows remote code execution",
@@ -47,19 +47,27 @@ def service(request, tmp_path, cascade_dir, monkeypatch):
         _record(3, "acme/parser", "SQL injection in the search parameter lets attackers read the database",
                 "Fixed upstream, see CVE-2024-1111.", when=T0.replace(month=5)),
         _record(4, "other/lib", "Authentication bypass through a crafted cookie gives admin access"),
+        *extra_records,
     ]))
     (tmp_path / "requirements.txt").write_text("acme-parser==1.2.0\nother-lib==0.1\n")
     (tmp_path / "map.toml").write_text('[PyPI."acme-parser"]\nprojects = ["acme/parser"]\n'
                                        '[PyPI."other-lib"]\nprojects = ["other/lib"]\n')
     write_osv(tmp_path / "osv")
-    config = VulnConfig(manifests=[str(tmp_path / "requirements.txt")])
+    config = VulnConfig(manifests=[str(tmp_path / "requirements.txt")], retrain_dir=str(tmp_path / "retrained"))
     svc = VulnService(store, Cascade.load(cascade_dir), config,
                       mapper=RepositoryMapper(tmp_path / "map.toml", cache_file=tmp_path / "c.json", online=False),
                       advisories=AdvisoryIndex.from_directory(tmp_path / "osv"))
     accounts = Accounts(store)
     accounts.add_user("ana", "reviewer", PASSWORD)
+    accounts.add_user("root", "admin", PASSWORD)
     _, token = accounts.create_token("ana")
-    app = create_app(Settings(rate=0, auth_reads=request.param), models={}, accounts=accounts, vuln=svc)
+    return create_app(Settings(rate=0, auth_reads=auth_reads), models={}, accounts=accounts, vuln=svc), token, store
+
+
+@pytest.fixture(params=[False], ids=["open-reads"])
+def service(request, tmp_path, cascade_dir, monkeypatch):
+    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
+    app, token, store = make_app(tmp_path, cascade_dir, auth_reads=request.param)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, token, store
 
@@ -198,3 +206,31 @@ def test_auth_reads_sends_pages_to_login(service):
     res = c.get("/queue", follow_redirects=False)
     assert res.status_code == 303 and res.headers["location"].startswith("/login")
     assert login(c).status_code == 303 and c.get("/queue").status_code == 200
+
+
+def test_retrain_is_for_admins_and_learns_from_the_verdicts(service):
+    import time
+
+    c, token, store = service
+    heap = next(i for i in c.get("/v1/vuln/items").json()["items"] if i["title"].startswith("Heap"))
+    auth = {"Authorization": f"Bearer {token}"}
+    c.post(f"/v1/vuln/items/{heap['id']}/verdict", json={"verdict": "vulnerability"}, headers=auth)
+    assert c.post("/v1/admin/retrain", headers=auth).status_code == 403  # a reviewer
+    assert c.post("/v1/admin/retrain").status_code == 401
+    login(c)  # ana, a reviewer: the admin page is not hers
+    assert c.get("/admin").status_code == 403
+    c.post("/logout", data={"csrf": csrf_of(c.get("/queue").text)})
+    login(c, name="root")
+    page = c.get("/admin").text
+    assert "Retrain now" in page
+    assert c.post("/admin/retrain", data={}, follow_redirects=False).status_code == 403  # no CSRF token
+    res = c.post("/admin/retrain", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert res.status_code == 303
+    deadline = time.time() + 300
+    while c.app.state.vuln.retrain_job.get("state") == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    job = c.app.state.vuln.retrain_job
+    assert job["state"] == "done", job
+    assert job["by"] == "root" and job["report"]["counts"]["verdicts"] == 1
+    assert job["report"]["counts"]["by_verdict"]["vulnerability"] == 1
+    assert "1 verdict(s)" in c.get("/admin").text

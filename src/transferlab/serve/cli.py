@@ -74,6 +74,8 @@ def serve(
     osv: Optional[str] = typer.Option(None, "--osv", help="OSV export (folder or zip) to tell known from new"),
     online: bool = typer.Option(False, "--online", help="let the mapping ask package registries (default: mapping "
                                 "file and cache only)"),
+    retrain_dir: Optional[str] = typer.Option(None, "--retrain-dir", help="where the admins' \"retrain now\" writes "
+                                              "new cascades (off without it)"),
 ):
     """Serve classifiers over HTTP until stopped (Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
@@ -95,7 +97,7 @@ def serve(
         if not db:
             raise ConfigError("the early-warning items live in the store", where="--db", hint="--db URL")
         vuln = VulnConfig(cascade=cascade, manifests=list(manifest), mapping=mapping, osv=osv, offline=not online,
-                          runtime=runtime)
+                          runtime=runtime, retrain_dir=retrain_dir)
     import uvicorn
 
     from .app import Settings, create_app

@@ -272,6 +272,30 @@ def register(app, service, accounts, settings, writer_throttle) -> None:
         await asyncio.to_thread(service.judge, item_id, verdict, s["user"].name, comment.strip() or None)
         return RedirectResponse(f"/items/{nxt}" if nxt else "/queue", status_code=303)
 
+    # ------------------------------------------------------------------------------------------ admin
+    def need_admin(request: Request, csrf: str | None = None) -> dict:
+        s = session_of(request)
+        if s is None:
+            raise _Redirect(f"/login?next={request.url.path}")
+        if not s["user"].is_admin:
+            raise ApiError(403, "this page is for admins", where="role", hint="ask an admin")
+        if csrf is not None and not _same(csrf, s["csrf"]):
+            raise ApiError(403, "the form's CSRF token is missing or wrong", where="csrf",
+                           hint="reload the page and submit it again")
+        return s
+
+    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    async def admin_page(request: Request):
+        need_admin(request)
+        return page("admin.html", request, job=service.retrain_job, configured=bool(service.config.retrain_dir),
+                    cascade=service.cascade.version)
+
+    @app.post("/admin/retrain", include_in_schema=False)
+    async def admin_retrain(request: Request, csrf: str = Form("")):
+        s = need_admin(request, csrf)
+        service.start_retrain(s["user"].name)
+        return RedirectResponse("/admin", status_code=303)
+
     # ----------------------------------------------------------------------------------------- export
     @app.get("/export.csv", include_in_schema=False)
     async def export(request: Request):

@@ -33,6 +33,7 @@ class VulnConfig:
     osv: str | None = None
     offline: bool = True
     runtime: str = "auto"
+    retrain_dir: str | None = None  # where "retrain now" writes new cascades (one folder per run)
 
 
 def _status(item) -> str:
@@ -50,6 +51,7 @@ class VulnService:
         self.store, self.cascade, self.config = store, cascade, config
         self.mapper, self.advisories = mapper, advisories
         self._items: dict[int, dict] = {}
+        self.retrain_job: dict = {}
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()  # one scoring at a time: a runtime's state is not shared across threads
         self.refreshed_at: str | None = None
@@ -161,6 +163,32 @@ class VulnService:
             self._attach_verdicts({item_id: self._items[item_id]})
             return self._items[item_id]
 
+    # ------------------------------------------------------------------------------------------ retrain
+    def start_retrain(self, by: str) -> dict:
+        """Retrain the cascade with every verdict so far, in the background (`vuln retrain`); the new cascade goes
+        to a new folder under ``retrain_dir`` and is reported before/after, never swapped in by itself."""
+        if not self.config.retrain_dir:
+            raise ApiError(409, "retraining is not configured on this server", where="retrain",
+                           hint="start the server with --retrain-dir DIR")
+        with self._lock:
+            if self.retrain_job.get("state") == "running":
+                raise ApiError(409, "a retrain is already running", where="retrain", hint="wait for it to finish")
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            self.retrain_job = {"state": "running", "by": by, "started": stamp, "log": [],
+                                "out": str(Path(self.config.retrain_dir) / f"cascade-{stamp}")}
+        threading.Thread(target=self._retrain, name="retrain", daemon=True).start()
+        return dict(self.retrain_job)
+
+    def _retrain(self) -> None:
+        from ..vuln.retrain import retrain
+
+        job = self.retrain_job
+        try:
+            report = retrain(self.cascade, self.store, job["out"], log=lambda m: job["log"].append(str(m)[:500]))
+            job.update(state="done", report=report)
+        except Exception as exc:  # noqa: BLE001 - shown to the admin; the server goes on
+            job.update(state="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
+
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, texts: list[str]) -> list[dict]:
         with self._model_lock:
@@ -236,6 +264,20 @@ def register(app, service: VulnService, *, reader, writer, rate_limited, setting
               responses={401: {"description": "no or a wrong token"}, 404: {"description": "no such item"}})
     async def post_verdict(item_id: int, body: VerdictRequest, user=Depends(writer)):
         return await asyncio.to_thread(service.judge, item_id, body.verdict, user.name, body.comment)
+
+    def admin(user=Depends(writer)):
+        if not user.is_admin:
+            raise ApiError(403, "this needs an admin account", where="role", hint="ask an admin")
+        return user
+
+    @app.post("/v1/admin/retrain", tags=["admin"], status_code=202,
+              responses={403: {"description": "not an admin"}, 409: {"description": "not configured or running"}})
+    async def retrain_now(user=Depends(admin)):
+        return service.start_retrain(user.name)
+
+    @app.get("/v1/admin/retrain", tags=["admin"])
+    async def retrain_status(user=Depends(admin)):
+        return service.retrain_job or {"state": "never run"}
 
     @app.post("/v1/vuln/score", tags=["vuln"], dependencies=[Depends(rate_limited)])
     async def score(body: ScoreRequest):
