@@ -5,6 +5,7 @@ links in title, body and URL) stays inert: no script of a stranger runs, no dial
 
 Screenshots of the queue and an item go to $TRANSFERLAB_SCREENSHOTS when set (the README's come from here)."""
 
+import contextlib
 import os
 import socket
 import threading
@@ -26,13 +27,11 @@ HOSTILE_BODY = ('A crafted file causes a heap buffer overflow. <script>window.__
                 '<a href="javascript:window.__pwned=1">details</a> <svg onload="window.__pwned=1"></svg>')
 
 
-@pytest.fixture
-def server(tmp_path, cascade_dir, monkeypatch):
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn on a free loopback port, in a thread: yields its base URL."""
     import uvicorn
 
-    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
-    hostile = _record(9, "acme/parser", HOSTILE_TITLE, HOSTILE_BODY, url="javascript:window.__pwned=1")
-    app, _, store = make_app(tmp_path, cascade_dir, extra_records=[hostile])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,9 +42,20 @@ def server(tmp_path, cascade_dir, monkeypatch):
     while not srv.started and time.time() < deadline:
         time.sleep(0.1)
     assert srv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}", app, store
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(tmp_path, cascade_dir, monkeypatch):
+    monkeypatch.setitem(acc.SCRYPT, "n", 2 ** 4)
+    hostile = _record(9, "acme/parser", HOSTILE_TITLE, HOSTILE_BODY, url="javascript:window.__pwned=1")
+    app, _, store = make_app(tmp_path, cascade_dir, extra_records=[hostile])
+    with serving(app) as base:
+        yield base, app, store
 
 
 def test_login_judge_with_the_keyboard_and_retrain_in_a_real_browser(browser, server):  # noqa: F811

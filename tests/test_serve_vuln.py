@@ -35,7 +35,7 @@ def _record(n, project, title, body="", kind="issue", when=T0, url=None):
 PASSWORD = "a long enough password"
 
 
-def make_app(tmp_path, cascade_dir, *, auth_reads=False, extra_records=()):
+def make_app(tmp_path, cascade_dir, *, auth_reads=False, extra_records=(), models=None):
     """A service over a small store and the session's cascade: (app, ana's token, store).  Users: ana (reviewer) and
     root (admin), both with PASSWORD."""
     store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
@@ -61,7 +61,8 @@ def make_app(tmp_path, cascade_dir, *, auth_reads=False, extra_records=()):
     accounts.add_user("ana", "reviewer", PASSWORD)
     accounts.add_user("root", "admin", PASSWORD)
     _, token = accounts.create_token("ana")
-    return create_app(Settings(rate=0, auth_reads=auth_reads), models={}, accounts=accounts, vuln=svc), token, store
+    return (create_app(Settings(rate=0, auth_reads=auth_reads), models=models or {}, accounts=accounts, vuln=svc),
+            token, store)
 
 
 @pytest.fixture(params=[False], ids=["open-reads"])
