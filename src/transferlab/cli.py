@@ -627,7 +627,8 @@ def bench(
                                 "--peer-python), dapt (MiniLM against MiniLM after masked-LM on the IMDB train + validation reviews, "
                                 "fine-tuned and frozen, --seeds seeds; reduced setting by default), ray (records/s of predict --engine "
                                 "ray with 1 and 2 workers against one process, outputs checked equal; --model, "
-                                "--max-test records, --runtime), few-shot (learning curves, ours vs SetFit), or a folder of "
+                                "--max-test records, --runtime), service (the HTTP service under --clients concurrent clients for --seconds "
+                                "per row: classify with and without micro-batching, items; --model), few-shot (learning curves, ours vs SetFit), or a folder of "
                                 "recipes (suite.toml + one .toml per row)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results folder; rows merge into its results.json"),
     quick: bool = typer.Option(False, "--quick", help="every row on the suite's small quick setting (minutes on CPU)"),
@@ -672,6 +673,8 @@ def bench(
     peer_python: Optional[str] = typer.Option(None, "--peer-python", help="speed: a Python with sentence-"
                                               "transformers' ONNX backend (bash scripts/peer-venv.sh makes "
                                               ".venv-peers/bin/python)"),
+    clients: int = typer.Option(50, "--clients", help="service: concurrent clients"),
+    seconds: float = typer.Option(60.0, "--seconds", help="service: how long each row's load lasts"),
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
@@ -731,6 +734,20 @@ def bench(
                             peer_python=peer_python, announce=_announce, **given)
         _print_results(out_dir)
         if any(r["status"] == "failed" for r in results["rows"]):
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    if suite == "service":
+        from .bench import service
+
+        _need_out(out_dir, "benchmarks/service")
+        if model_dir is None:
+            raise DataError("bench service needs --model (a classifier folder to serve)",
+                            hint="e.g. --model runs/speed/models/minilm-imdb")
+        results = service.run(out_dir, model=model_dir, clients=clients, seconds=seconds, data=data,
+                              rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else service.ROWS,
+                              announce=_announce)
+        _print_results(out_dir)
+        if any(r["errors"] for r in results["rows"]):
             raise typer.Exit(ExitCode.FAILED)
         return
     if suite == "ray":
