@@ -601,6 +601,12 @@ def _announce(message: str) -> None:
     err.print(escape(message), highlight=False, soft_wrap=True)
 
 
+def _need_model(model_dir, suite: str) -> None:
+    if model_dir is None:
+        raise DataError(f"bench {suite} needs --model (a classifier folder written by `transferlab train`)",
+                        hint="e.g. --model runs/speed/models/minilm-imdb")
+
+
 def _need_out(out_dir, example: str) -> None:
     if out_dir is None:
         raise DataError("--out is required", hint=f"name a folder for the results, e.g. --out {example}")
@@ -740,9 +746,7 @@ def bench(
         from .bench import service
 
         _need_out(out_dir, "benchmarks/service")
-        if model_dir is None:
-            raise DataError("bench service needs --model (a classifier folder to serve)",
-                            hint="e.g. --model runs/speed/models/minilm-imdb")
+        _need_model(model_dir, "service")
         results = service.run(out_dir, model=model_dir, clients=clients, seconds=seconds, data=data,
                               rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else service.ROWS,
                               announce=_announce)
@@ -754,9 +758,7 @@ def bench(
         from .bench import ray_scale
 
         _need_out(out_dir, "benchmarks/ray")
-        if model_dir is None:
-            raise DataError("bench ray needs --model (a folder written by `transferlab train`)",
-                            hint="e.g. --model runs/speed/models/minilm-imdb")
+        _need_model(model_dir, "ray")
         results = ray_scale.run(out_dir, model=model_dir, data=data, text_col=text_col, label_col=label_col,
                                 split=split, n_records=max_test or 2000, runtime=runtime,
                                 rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None,
