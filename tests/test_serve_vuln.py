@@ -138,6 +138,9 @@ def test_score_runs_texts_through_the_cascade(service):
     assert res[0]["evidence"] and "overflow" in res[0]["evidence"][0]
     assert c.post("/v1/vuln/score", json={"texts": []}).status_code == 422
     assert "/v1/vuln/items/{item_id}/verdict" in c.get("/openapi.json").json()["paths"]
+    metrics = c.get("/metrics").text
+    assert 'transferlab_items_flagged{status="early-warning"} 2.0' in metrics
+    assert 'transferlab_items_flagged{status="disclosed"} 1.0' in metrics
 
 
 # ------------------------------------------------------------------------------------------------ triage pages

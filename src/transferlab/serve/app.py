@@ -75,6 +75,8 @@ class Metrics:
         self.texts = Counter("transferlab_texts_scored", "texts scored", ["model"], registry=self.registry)
         self.refused = Counter("transferlab_refused", "requests refused by a limit", ["reason"],
                                registry=self.registry)
+        self.flagged = Gauge("transferlab_items_flagged", "early-warning items of the served manifests, by status",
+                             ["status"], registry=self.registry)
 
 
 class ClassifyRequest(BaseModel):
@@ -303,6 +305,12 @@ def create_app(settings: Settings, *, models: dict | None = None, accounts=None,
 
         for name, batcher in state["batchers"].items():
             metrics.queue.labels(name).set(batcher.depth)
+        if vuln is not None:
+            from .vuln_api import STATUSES
+
+            items = vuln.items()
+            for status in STATUSES:
+                metrics.flagged.labels(status).set(sum(1 for it in items if it["status"] == status))
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------------------------------ models
