@@ -242,7 +242,7 @@ def test_openvino_graph_is_the_plain_export_checked_and_chosen_like_the_others(t
     assert record["default"] == max(("fp32", "openvino"), key=lambda k: record["check"][k]["docs_per_second"])
     ov, eager = TextClassifier.load(folder, runtime="openvino"), TextClassifier.load(folder, runtime="torch")
     assert isinstance(ov.runtime_, OvNet) and ov.runtime_.precision == openvino_precision()
-    atol = 1e-4 if openvino_precision() == "f32" else 0.05
+    atol = 1e-3 if openvino_precision() == "f32" else 0.05
     np.testing.assert_allclose(ov.predict_proba(PROBES), eager.predict_proba(PROBES), atol=atol)
     for text in PROBES:  # every length alone, as for the ONNX Runtime graph
         np.testing.assert_allclose(ov.predict_proba([text]), eager.predict_proba([text]), atol=atol)

@@ -509,8 +509,8 @@ def export_model(model_dir: str | Path, *, quantize: str | None = None, formats:
             _quantise(out / FP32, out / INT8)
             export_seconds += time.perf_counter() - t0
             check("int8", lambda: OnnxNet(out / INT8, kind="int8"), exact=False)
-        if "openvino" in formats:  # bf16 arithmetic where native: judged like int8, by the accuracy it costs
-            check("openvino", lambda: OvNet(out / OPENVINO), exact=openvino_precision() == "f32")
+        if "openvino" in formats:  # its own kernels (bf16 where native): judged like int8, by the accuracy it costs
+            check("openvino", lambda: OvNet(out / OPENVINO), exact=False)
     if "bf16" in formats:
         check("bf16", lambda: bf16_runtime(clf), exact=False)
 
