@@ -238,5 +238,11 @@ def test_dapt_bench_adapts_once_and_compares_both_strategies_per_seed(tmp_path):
     assert (tmp_path / "out" / "dapt.png").stat().st_size > 0 and "adapted - base" in \
         (tmp_path / "out" / "results.md").read_text()
     said.clear()
-    dapt.run(tmp_path / "out", announce=said.append, **{**kw, "seeds": [0]})
+    again = dapt.run(tmp_path / "out", announce=said.append, **{**kw, "seeds": [0]})
     assert any("reusing" in m for m in said)
+    # a rerun keeps what the earlier run measured with the same setting (a stopped run resumes)
+    assert sum("kept from an earlier run" in m for m in said) == 4
+    assert again["rows"] == [r for r in res["rows"] if r["seed"] == 0]
+    said.clear()
+    dapt.run(tmp_path / "out", announce=said.append, **{**kw, "seeds": [0], "max_test": 15})
+    assert not any("kept from an earlier run" in m for m in said)  # another test draw: measured again

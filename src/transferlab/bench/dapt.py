@@ -60,10 +60,28 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
     record = json.loads((adapted / "adaptation.json").read_text(encoding="utf-8"))
     announce(f"test: {len(test)} reviews; train {len(train)}, validation {len(val)}")
 
+    n_parts = {"train": len(train), "validation": len(val), "test": len(test), "mlm_texts": record["data"]["n_texts"]}
+    setting = {"max_length": max_length, "epochs": epochs, "mlm_epochs": mlm_epochs}
+    earlier = _earlier_rows(out, spec.to_dict(), n_parts, setting, record)
     rows = []
+
+    def save() -> dict:  # after every row: a stopped run keeps what it measured
+        results = summarise(rows, base, {
+            "data": spec.to_dict(), "n": n_parts, "setting": setting,
+            "adaptation": {k: record.get(k) for k in ("validation", "seconds", "settings")},
+            "seeds": list(seeds), **environment(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write(results, out)
+        return results
+
     for seed in seeds:
         for name, encoder in ((base, base), (f"{base}+dapt", str(adapted))):
             for strategy in STRATEGIES:
+                kept = earlier.get((seed, name, strategy))
+                if kept is not None:  # measured by an earlier run with the same data, setting and adapted encoder
+                    rows.append(kept)
+                    announce(f"seed {seed}, {name}, {strategy}: test accuracy {kept['test_accuracy']:.4f} (kept "
+                             "from an earlier run)")
+                    continue
                 params = dict(encoder=encoder, strategy=strategy, max_length=max_length, seed=seed, device=device)
                 if strategy == "finetune":
                     params.update(epochs=epochs, lr=4e-5, batch_size=16)
@@ -77,14 +95,23 @@ def run(out: str | Path, *, data: str | None = None, text_col: str | None = None
                              "train_seconds": round(fit.seconds, 1), "peak_memory_mb": round(mem.peak_mb, 1)})
                 announce(f"seed {seed}, {name}, {strategy}: test accuracy {rows[-1]['test_accuracy']:.4f} "
                          f"({fit.seconds:.0f}s)")
-                results = summarise(rows, base, {
-                    "data": spec.to_dict(), "n": {"train": len(train), "validation": len(val), "test": len(test),
-                                                  "mlm_texts": record["data"]["n_texts"]},
-                    "setting": {"max_length": max_length, "epochs": epochs, "mlm_epochs": mlm_epochs},
-                    "adaptation": {k: record.get(k) for k in ("validation", "seconds", "settings")},
-                    "seeds": list(seeds), **environment(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-                write(results, out)  # after every row: a stopped run keeps what it measured
-    return results
+                save()
+    return save()
+
+
+def _earlier_rows(out: Path, data: dict, n: dict, setting: dict, record: dict) -> dict:
+    """(seed, encoder, strategy) -> row of an earlier run in ``out`` on the same data, sizes, setting and adapted
+    encoder (a stopped run resumes where it stopped; anything else is measured again)."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+    same = (old.get("data") == data and old.get("n") == n and old.get("setting") == setting
+            and (old.get("adaptation") or {}).get("seconds") == record.get("seconds"))
+    return {(r["seed"], r["encoder"], r["strategy"]): r for r in old.get("rows", [])} if same else {}
 
 
 def summarise(rows: list[dict], base: str, meta: dict) -> dict:
