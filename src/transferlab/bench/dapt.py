@@ -178,7 +178,7 @@ def _plot(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(keys)), [k.replace("|", "\n") for k in keys], fontsize=8)
     ax.set_ylim(max(0.0, min(means) - 5), min(100.0, max(means) + 3))
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("IMDB: base encoder against the domain-adapted one (mean ± sd over seeds)")
+    ax.set_title("IMDB: base encoder against the domain-adapted one\n(test accuracy, mean ± sd over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
