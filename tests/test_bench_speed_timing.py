@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.bench.speed import _command, _timed
+from transferlab.bench.speed import _command, _timed, _timed_side_by_side
 
 
 class FakeMachine:
@@ -47,6 +47,55 @@ def test_batches_are_cut_from_the_texts_sorted_by_length():
     assert [len(b) for b in first] == [4, 4, 2]
     flat = [len(t) for b in first for t in b]
     assert flat == sorted(len(t) for t in TEXTS)  # every text once, shortest first
+
+
+class SharedMachine:
+    """Several runtimes on one fake machine: runtime ``r`` costs ``cost[r]`` s per character; between calls ``lo``
+    and ``hi`` (a slow spell, by call number) every call takes ``factor`` times longer."""
+
+    def __init__(self, cost: dict[str, float], spell=(0, 0), factor=1.0):
+        self.now, self.calls, self.cost, self.spell, self.factor, self.log = 0.0, 0, cost, spell, factor, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def fn(self, name: str):
+        def run(batch):
+            self.calls += 1
+            self.log.append((name, tuple(batch)))
+            slow = self.factor if self.spell[0] <= self.calls <= self.spell[1] else 1.0
+            self.now += slow * self.cost[name] * sum(map(len, batch))
+        return run
+
+
+def test_side_by_side_ratios_hold_through_a_slow_spell():
+    cost = {"eager": 0.04, "fast": 0.01, "mid": 0.02}
+    total = sum(map(len, TEXTS))
+    # 3 warm-ups, then 3 passes of 3 batches x 3 runtimes = 9 calls a pass: the machine is 3x slower for the whole
+    # first pass and half the second, as a shared VM can be for minutes
+    machine = SharedMachine(cost, spell=(4, 16), factor=3.0)
+    fns = {n: machine.fn(n) for n in cost}
+    dps = _timed_side_by_side(fns, TEXTS, batch_size=4, repeats=3, clock=machine.clock)
+    for name in cost:
+        assert dps[name] == pytest.approx(len(TEXTS) / (cost[name] * total))
+    assert dps["fast"] / dps["eager"] == pytest.approx(4.0)
+    # timing one runtime after another, the spell lands on whichever ran then: the ratio is off (what this replaced)
+    # (eager's warm-up and 9 timed calls are calls 1-10, all inside the spell; fast runs after it)
+    machine = SharedMachine(cost, spell=(1, 10), factor=3.0)
+    one_by_one = {n: _timed(machine.fn(n), TEXTS, batch_size=4, repeats=3, clock=machine.clock) for n in cost}
+    assert one_by_one["fast"] / one_by_one["eager"] == pytest.approx(12.0)
+
+
+def test_side_by_side_takes_turns_batch_by_batch_in_a_rotating_order():
+    cost = {"a": 0.01, "b": 0.01, "c": 0.01}
+    machine = SharedMachine(cost)
+    _timed_side_by_side({n: machine.fn(n) for n in cost}, TEXTS, batch_size=4, repeats=1, clock=machine.clock)
+    timed = machine.log[3:]  # after the three warm-ups
+    assert len(timed) == 3 * 3
+    for i in range(3):  # each batch runs on every runtime before the next batch starts
+        turn = timed[3 * i:3 * i + 3]
+        assert {name for name, _ in turn} == set(cost) and len({b for _, b in turn}) == 1
+    assert [timed[3 * i][0] for i in range(3)] == ["a", "b", "c"]  # who goes first rotates
 
 
 def test_the_recorded_command_keeps_every_option_that_shaped_the_run():

@@ -7,13 +7,16 @@ in bf16 where native), and the peers
 ``pipeline`` (a transformers text-classification pipeline over the same MiniLM, as users run it) and ``st-onnx`` / ``st-onnx-int8`` (sentence-transformers' own ONNX backend and its int8
 recipe, run by ``--peer-python``: it needs transformers < 4.58, see scripts/peer-venv.sh).
 
-For each row and each length (128, 256, 512 tokens): documents per second over ``n_speed`` reviews after a short
-warm-up, in a fresh process per row (so each row's peak memory is its own).  Ours also score ``n_accuracy`` reviews
-at the model's own length for accuracy; the peers compute the same encoder but not this model's head (the
-pipeline's head is new, sentence-transformers outputs embeddings), so their accuracy is not reported.  The model:
-``--model DIR`` or, by default, MiniLM fine-tuned here on ``max_train`` seed-protocol training reviews (kept in
-``OUT/models/``) and exported with int8 (its check on validation data recorded).  Speed is reported as measured and
-as a ratio to eager from the same run; hardware and thread count are recorded.
+Speed (128, 256, 512 tokens): documents per second over ``n_speed`` reviews, measured **side by side**: our
+runtimes and the pipeline are loaded in one process and run batch by batch in turn, each batch's fastest of
+``repeats`` passes kept (``_timed_side_by_side``), so that a machine whose speed wanders (a shared VM) slows every
+row alike and the ratios to eager hold.  sentence-transformers' rows are timed the same way in the peer's own
+environment beside its PyTorch float32 backend, and their ratio is to that anchor.  Accuracy and peak memory come
+from a fresh process per row (so each row's peak memory is its own): ours score ``n_accuracy`` reviews at the
+model's own length; the peers compute the same encoder but not this model's head (the pipeline's head is new,
+sentence-transformers outputs embeddings), so their accuracy is not reported.  The model: ``--model DIR`` or, by
+default, MiniLM fine-tuned here on ``max_train`` seed-protocol training reviews (kept in ``OUT/models/``) and
+exported with int8 (its check on validation data recorded).  Hardware and thread count are recorded.
 """
 
 from __future__ import annotations
@@ -35,83 +38,120 @@ PEERS = ("pipeline", "st-onnx", "st-onnx-int8")
 
 
 def _timed(fn, texts: list[str], *, batch_size: int = 32, repeats: int = 3, clock=time.perf_counter) -> float:
-    """Docs/s of ``fn`` over ``texts``, robust to a machine whose speed wanders (a shared VM).
+    """Docs/s of one ``fn`` over ``texts`` (the rule of `_timed_side_by_side`, for a single runtime)."""
+    return _timed_side_by_side({"fn": fn}, texts, batch_size=batch_size, repeats=repeats, clock=clock)["fn"]
 
-    The texts are sorted by length and cut into batches, as every inference path batches them; the whole pass runs
-    ``repeats`` times and each batch keeps its fastest time (timeit's rule: a disturbance only ever adds time, so the
-    minimum is the least disturbed estimate of the cost); docs/s is the number of texts over the sum of those times.
-    A burst of contention spoils one batch of one pass, not the row.
+
+def _timed_side_by_side(fns: dict[str, Callable], texts: list[str], *, batch_size: int = 32, repeats: int = 3,
+                        clock=time.perf_counter, settle: float = 0.0) -> dict[str, float]:
+    """Docs/s of each runtime in ``fns`` over the same ``texts``, measured side by side, robust to a shared machine.
+
+    The texts are sorted by length and cut into batches, as every inference path batches them.  Batch by batch,
+    every runtime runs that batch in turn (the order rotated from batch to batch), so a slow spell of the machine
+    falls on all of them alike instead of on whichever row happened to run then; the whole pass runs ``repeats``
+    times and each (runtime, batch) keeps its fastest time (timeit's rule: a disturbance only ever adds time).
+    Docs/s is the number of texts over the sum of a runtime's fastest times.  ``settle`` seconds pass, untimed,
+    between runtimes, so that one runtime's thread pool stops spinning before the next one is timed.
     """
     import math
 
-    fn(texts[:16])  # warm-up: first-call allocations and graph set-up are not throughput
+    names = list(fns)
+    for fn in fns.values():
+        fn(texts[:16])  # warm-up: first-call allocations and graph set-up are not throughput
     order = sorted(texts, key=len)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    best = [math.inf] * len(batches)
-    for _ in range(max(1, repeats)):
+    best = {n: [math.inf] * len(batches) for n in names}
+    for rep in range(max(1, repeats)):
         for i, batch in enumerate(batches):
-            t = clock()
-            fn(batch)
-            best[i] = min(best[i], clock() - t)
-    return len(texts) / sum(best)
+            shift = (i + rep) % len(names)
+            for name in names[shift:] + names[:shift]:
+                if settle:
+                    time.sleep(settle)
+                t = clock()
+                fns[name](batch)
+                best[name][i] = min(best[name][i], clock() - t)
+    return {n: len(texts) / sum(best[n]) for n in names}
 
 
-def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], lengths: list[int],
-                 n_speed: int, threads: int, batch_size: int = 32, repeats: int = 3) -> dict:
-    """One of our rows, in its own process: docs/s per length and accuracy at the model's length."""
-    import numpy as np
-    import torch
-
+def _ours(model: str, variant: str, threads: int):
+    """The classifier at ``model`` on one of our runtimes."""
     from ..models.classifier import TextClassifier
     from ..runtime.onnx import FP32, INT8, OPENVINO, SUBDIR, OnnxNet, OvNet, bf16_runtime
-    from .measure import PeakMemory
 
-    torch.set_num_threads(threads)
-    with PeakMemory() as mem:
-        clf = TextClassifier.load(model, device="cpu", runtime="torch")
-        if variant == "eager-bf16":
-            clf.use_runtime(bf16_runtime(clf))
-        elif variant == "openvino":
-            clf.use_runtime(OvNet(Path(model) / SUBDIR / OPENVINO, threads))
-        elif variant != "eager":
-            clf.use_runtime(OnnxNet(Path(model) / SUBDIR / (FP32 if variant == "onnx-fp32" else INT8), threads,
-                                    kind=variant.split("-")[1]))
-        own = clf.backend_.cfg.max_length
-        speed = {}
-        for length in lengths:
-            clf.backend_.cfg.max_length = length
-            speed[str(length)] = _timed(clf.predict_proba, texts[:n_speed], batch_size=batch_size, repeats=repeats)
-        clf.backend_.cfg.max_length = own
-        t = time.perf_counter()
-        predicted = clf.predict(texts)
-        seconds = time.perf_counter() - t
-    return {"name": variant, "status": "ok", "docs_per_second": speed, "peak_mb": round(mem.peak_mb),
-            "accuracy": float(np.mean([p == g for p, g in zip(predicted, labels)])), "accuracy_length": own,
-            "accuracy_docs_per_second": len(texts) / seconds}
+    clf = TextClassifier.load(model, device="cpu", runtime="torch")
+    if variant == "eager-bf16":
+        clf.use_runtime(bf16_runtime(clf))
+    elif variant == "openvino":
+        clf.use_runtime(OvNet(Path(model) / SUBDIR / OPENVINO, threads))
+    elif variant != "eager":
+        clf.use_runtime(OnnxNet(Path(model) / SUBDIR / (FP32 if variant == "onnx-fp32" else INT8), threads,
+                                kind=variant.split("-")[1]))
+    return clf
 
 
-def measure_pipeline(base: str, texts: list[str], lengths: list[int], n_speed: int, threads: int,
-                     batch_size: int, repeats: int = 3) -> dict:
-    """The transformers text-classification pipeline over the base MiniLM (a new two-label head: speed only)."""
+def _pipelines(base: str, lengths: list[int]):
+    """The transformers text-classification pipeline over the base MiniLM (a new two-label head), one per length."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+    tok = AutoTokenizer.from_pretrained(base)
+    net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2, dtype=torch.float32)
+    return {length: pipeline("text-classification", model=net, tokenizer=tok, device="cpu", truncation=True,
+                             max_length=length) for length in lengths}
+
+
+def measure_ours(model: str, variant: str, texts: list[str], labels: list[str], threads: int) -> dict:
+    """One of our rows, in its own process: accuracy at the model's length and that process's peak memory."""
+    import numpy as np
+    import torch
+
     from .measure import PeakMemory
 
     torch.set_num_threads(threads)
     with PeakMemory() as mem:
-        tok = AutoTokenizer.from_pretrained(base)
-        net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2, dtype=torch.float32)
-        speed = {}
-        for length in lengths:
-            pipe = pipeline("text-classification", model=net, tokenizer=tok, device="cpu", truncation=True,
-                            max_length=length)
-            speed[str(length)] = _timed(lambda xs: pipe(xs, batch_size=batch_size), texts[:n_speed],
-                                        batch_size=batch_size, repeats=repeats)
+        clf = _ours(model, variant, threads)
+        t = time.perf_counter()
+        predicted = clf.predict(texts)
+        seconds = time.perf_counter() - t
+    return {"name": variant, "status": "ok", "peak_mb": round(mem.peak_mb),
+            "accuracy": float(np.mean([p == g for p, g in zip(predicted, labels)])),
+            "accuracy_length": clf.backend_.cfg.max_length, "accuracy_docs_per_second": len(texts) / seconds}
+
+
+def measure_pipeline(base: str, texts: list[str], lengths: list[int], threads: int, batch_size: int) -> dict:
+    """The pipeline row's own process: its peak memory over the texts at every length (speed is measured apart)."""
+    import torch
     import transformers
 
-    return {"name": "pipeline", "status": "ok", "docs_per_second": speed, "peak_mb": round(mem.peak_mb),
-            "accuracy": None, "versions": {"transformers": transformers.__version__}}
+    from .measure import PeakMemory
+
+    torch.set_num_threads(threads)
+    with PeakMemory() as mem:
+        for length, pipe in _pipelines(base, lengths).items():
+            pipe(texts, batch_size=batch_size)
+    return {"name": "pipeline", "status": "ok", "peak_mb": round(mem.peak_mb), "accuracy": None,
+            "versions": {"transformers": transformers.__version__}}
+
+
+def measure_speed(model: str, variants: list[str], base: str | None, texts: list[str], lengths: list[int],
+                  threads: int, batch_size: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Docs/s of our runtimes (and the pipeline when ``base`` is given) side by side in one process, per length."""
+    import torch
+
+    torch.set_num_threads(threads)
+    models = {v: _ours(model, v, threads) for v in variants}
+    pipes = _pipelines(base, lengths) if base else {}
+    speed: dict[str, dict[str, float]] = {v: {} for v in [*variants, *(["pipeline"] if base else [])]}
+    for length in lengths:
+        for clf in models.values():
+            clf.backend_.cfg.max_length = length
+        fns = {v: clf.predict_proba for v, clf in models.items()}
+        if base:
+            fns["pipeline"] = lambda xs, p=pipes[length]: p(xs, batch_size=batch_size)
+        for name, dps in _timed_side_by_side(fns, texts, batch_size=batch_size, repeats=repeats,
+                                             settle=0.02).items():
+            speed[name][str(length)] = dps
+    return speed
 
 
 def measure_st_onnx(peer_python: str, base: str, texts: list[str], lengths: list[int], threads: int,
@@ -126,7 +166,9 @@ def measure_st_onnx(peer_python: str, base: str, texts: list[str], lengths: list
                 for n in ("st-onnx", "st-onnx-int8")]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return [{"name": n, "status": "ok", "docs_per_second": out["rows"][n], "peak_mb": round(out["peak_mb"]),
-             "peak_note": "both peer rows in one process", "accuracy": None, "versions": out["versions"],
+             "peak_note": "both peer rows and their anchor in one process", "accuracy": None,
+             "anchor": "sentence-transformers' PyTorch float32 backend, timed side by side with it",
+             "anchor_docs_per_second": out["rows"]["st-torch"], "versions": out["versions"],
              "quantization": out.get("quantization")}
             for n in ("st-onnx", "st-onnx-int8")]
 
@@ -209,38 +251,60 @@ def run(out: str | Path, *, model: str | None = None, data: str | None = None, t
         rows.remove("openvino")
         results_rows.append({"name": "openvino", "status": "not run", "error": "the model has no OpenVINO export "
                              f"(transferlab export {folder} --format onnx,openvino; pip install 'transferlab[openvino]')"})
-    for step, name in enumerate(rows, 1):
-        announce(f"[{step}/{len(rows)}] {name}")
+    # 1. each row in its own process: accuracy at the model's length and the row's own peak memory
+    ours = [n for n in rows if n in OURS]
+    for step, name in enumerate([n for n in rows if n in OURS or n == "pipeline"], 1):
+        announce(f"[{step}] {name}: accuracy and peak memory in a fresh process")
         try:
             if name in OURS:
-                row = _in_process(measure_ours, str(folder), name, texts, labels, list(lengths), n_speed, threads,
-                                  batch_size, repeats)
-            elif name == "pipeline":
-                row = _in_process(measure_pipeline, base, texts, list(lengths), n_speed, threads, batch_size, repeats)
-            elif name == "st-onnx":
-                if not peer_python:
-                    results_rows += [{"name": n, "status": "not run", "error": "needs --peer-python (a Python with "
-                                      "sentence-transformers' ONNX backend: bash scripts/peer-venv.sh)"}
-                                     for n in ("st-onnx", "st-onnx-int8") if n in rows]
-                    continue
-                results_rows += [r for r in measure_st_onnx(peer_python, base, texts[:n_speed], list(lengths),
-                                                            threads, batch_size, out / "peer-onnx", repeats)
-                                 if r["name"] in rows]
-                continue
-            else:  # st-onnx-int8 is measured with st-onnx
-                continue
+                row = _in_process(measure_ours, str(folder), name, texts, labels, threads)
+            else:
+                row = _in_process(measure_pipeline, base, texts[:n_speed], list(lengths), threads, batch_size)
         except Exception as exc:  # recorded with its reason; the other rows still run
             row = {"name": name, "status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split())}
         results_rows.append(row)
-        if row["status"] == "ok":
-            announce("    " + ", ".join(f"{k} tokens {v:.1f} docs/s" for k, v in row["docs_per_second"].items())
-                     + (f"; accuracy {100 * row['accuracy']:.2f}" if row.get("accuracy") is not None else ""))
+        if row.get("accuracy") is not None:
+            announce(f"    accuracy {100 * row['accuracy']:.2f}, peak {row['peak_mb']} MiB")
+    # 2. speed, side by side in one process: every runtime of ours that loaded, and the pipeline, batch by batch
+    timed = [r["name"] for r in results_rows if r["status"] == "ok"]
+    if timed:
+        announce(f"speed, side by side ({', '.join(timed)}): {repeats} passes over {min(n_speed, len(texts))} "
+                 f"reviews at {', '.join(map(str, lengths))} tokens")
+        try:
+            speed = _in_process(measure_speed, str(folder), [n for n in timed if n in OURS],
+                                base if "pipeline" in timed else None, texts[:n_speed], list(lengths), threads,
+                                batch_size, repeats)
+        except Exception as exc:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            speed = {}
+            for r in results_rows:
+                if r["status"] == "ok":
+                    r.update(status="failed", error=f"speed: {why}")
+        for r in results_rows:
+            if r["name"] in speed:
+                r["docs_per_second"] = speed[r["name"]]
+                announce(f"    {r['name']}: " + ", ".join(f"{k} tokens {v:.1f} docs/s" for k, v in speed[r["name"]].items()))
+    # 3. the sentence-transformers peer, in its own environment, side by side with its own PyTorch backend
+    if "st-onnx" in rows or "st-onnx-int8" in rows:
+        wanted = [n for n in ("st-onnx", "st-onnx-int8") if n in rows]
+        if not peer_python:
+            results_rows += [{"name": n, "status": "not run", "error": "needs --peer-python (a Python with "
+                              "sentence-transformers' ONNX backend: bash scripts/peer-venv.sh)"} for n in wanted]
+        else:
+            announce(f"[{len(results_rows) + 1}] sentence-transformers' ONNX backend ({peer_python})")
+            results_rows += [r for r in measure_st_onnx(peer_python, base, texts[:n_speed], list(lengths),
+                                                        threads, batch_size, out / "peer-onnx", repeats)
+                             if r["name"] in wanted]
     eager = next((r for r in results_rows if r["name"] == "eager" and r["status"] == "ok"), None)
     for r in results_rows:
-        if eager and r["status"] == "ok":
+        if r["status"] != "ok":
+            continue
+        if "anchor_docs_per_second" in r:  # the peer: against its own PyTorch float32, timed beside it
+            r["speedup_vs_eager"] = {k: v / r["anchor_docs_per_second"][k] for k, v in r["docs_per_second"].items()}
+        elif eager:
             r["speedup_vs_eager"] = {k: v / eager["docs_per_second"][k] for k, v in r["docs_per_second"].items()}
-            if r.get("accuracy") is not None:
-                r["accuracy_change_points"] = 100 * (r["accuracy"] - eager["accuracy"])
+        if eager and r.get("accuracy") is not None:
+            r["accuracy_change_points"] = 100 * (r["accuracy"] - eager["accuracy"])
     env = environment()
     results = {"benchmark": "speed", "model": str(folder), "data": spec.path, "n_speed": n_speed,
                "n_accuracy": len(texts), "lengths": list(lengths), "threads": threads, "batch_size": batch_size,
@@ -270,16 +334,19 @@ def write_markdown(results: dict, out: Path) -> None:
     lengths = [str(x) for x in results["lengths"]]
     lines = [f"# Inference speed on the CPU: {results['model']}", "",
              f"Docs/s over {results['n_speed']} IMDB seed-protocol test reviews per length ({results['threads']} "
-             f"threads, batches of {results['batch_size']} sorted by length; each batch's fastest of "
-             f"{results.get('repeats', 1)} passes); accuracy on {results['n_accuracy']} test reviews at the "
-             "model's own length; ratios against eager from this run. Each row runs in a fresh process.", "",
+             f"threads, batches of {results['batch_size']} sorted by length), every runtime side by side: batch by "
+             f"batch in turn in one process, each batch's fastest of {results.get('repeats', 1)} passes; ratios "
+             "against eager from that process (sentence-transformers' rows: against its own PyTorch float32 backend, "
+             f"timed beside them in the peer's process). Accuracy on {results['n_accuracy']} test reviews at the "
+             "model's own length and peak memory from a fresh process per row.", "",
              "| row | " + " | ".join(f"{x} tokens docs/s (× eager)" for x in lengths)
              + " | peak MiB | accuracy (change) |", "|---|" + "---|" * (len(lengths) + 2)]
     for r in results["rows"]:
         if r["status"] != "ok":
             lines.append(f"| {r['name']} | {r['status']}: {r.get('error', '')} |" + " |" * (len(lengths) + 1))
             continue
-        cells = [f"{r['docs_per_second'][x]:.1f} ({r['speedup_vs_eager'][x]:.2f}×)" if "speedup_vs_eager" in r
+        of = "× its PyTorch" if "anchor_docs_per_second" in r else "×"
+        cells = [f"{r['docs_per_second'][x]:.1f} ({r['speedup_vs_eager'][x]:.2f}{of})" if "speedup_vs_eager" in r
                  else f"{r['docs_per_second'][x]:.1f}" for x in lengths]
         acc = (f"{100 * r['accuracy']:.2f}" + (f" ({r['accuracy_change_points']:+.2f})"
                                                if "accuracy_change_points" in r else "")

@@ -5,7 +5,8 @@ transformers 5, so the peer lives in its own environment (``scripts/peer-venv.sh
 there, on the same texts, with the same thread count.  It imports nothing from TransferLab.
 
 stdin: JSON ``{"model": folder, "texts": [...], "lengths": [128, ...], "threads": 2, "batch_size": 32,
-"work": folder, "repeats": 3}``; stdout: one JSON object with docs/s per length per variant and the peak RSS.
+"work": folder, "repeats": 3}``; stdout: one JSON object with docs/s per length per variant (``st-onnx``, ``st-onnx-int8`` and the anchor ``st-torch``)
+and the peak RSS.
 """
 
 from __future__ import annotations
@@ -40,24 +41,30 @@ def main() -> None:
                                                model_kwargs={"file_name": "onnx/model.onnx"}),
                 "st-onnx-int8": SentenceTransformer(job["work"], backend="onnx", device="cpu",
                                                     model_kwargs={"file_name": f"onnx/model_qint8_{config}.onnx"})}
-    # The same timing rule as the bench's own rows (bench/speed.py `_timed`, not importable here: this file runs in
-    # the peer's environment): texts sorted by length, cut into batches, each batch's fastest of `repeats` passes.
+    # sentence-transformers' own PyTorch float32 backend: the anchor, the peer's equivalent of our eager row, so that
+    # its ONNX rows are a ratio measured side by side here, as ours are in the bench's process
+    variants["st-torch"] = SentenceTransformer(job["model"], device="cpu")
+    # The same timing rule as the bench's own rows (bench/speed.py `_timed_side_by_side`, not importable here: this
+    # file runs in the peer's environment): texts sorted by length and batched; batch by batch every variant in
+    # turn (order rotated), each (variant, batch) keeping its fastest of `repeats` passes.
     order = sorted(texts, key=len)
-    size = job["batch_size"]
+    size, names = job["batch_size"], list(variants)
     batches = [order[i:i + size] for i in range(0, len(order), size)]
-    for name, st in variants.items():
-        row = {}
-        for length in job["lengths"]:
+    for length in job["lengths"]:
+        best = {n: [float("inf")] * len(batches) for n in names}
+        for st in variants.values():
             st.max_seq_length = length
             st.encode(texts[:16], batch_size=size)  # warm-up
-            best = [float("inf")] * len(batches)
-            for _ in range(max(1, job.get("repeats", 1))):
-                for i, batch in enumerate(batches):
+        for rep in range(max(1, job.get("repeats", 1))):
+            for i, batch in enumerate(batches):
+                shift = (i + rep) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    time.sleep(0.02)  # untimed: the previous variant's threads stop spinning
                     t = time.perf_counter()
-                    st.encode(batch, batch_size=size)
-                    best[i] = min(best[i], time.perf_counter() - t)
-            row[str(length)] = len(texts) / sum(best)
-        out["rows"][name] = row
+                    variants[name].encode(batch, batch_size=size)
+                    best[name][i] = min(best[name][i], time.perf_counter() - t)
+        for name in names:
+            out["rows"].setdefault(name, {})[str(length)] = len(texts) / sum(best[name])
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
