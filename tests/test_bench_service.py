@@ -29,6 +29,7 @@ def test_service_bench_runs_every_row_without_errors(tmp_path, imdb_path):
         assert r["p50_ms"] <= r["p99_ms"]
     assert rows["classify-batch-of-one"]["texts_per_forward_pass"] == 1.0
     assert rows["classify"]["texts_per_forward_pass"] > 1.0  # concurrent requests shared passes
+    assert rows["classify"]["runtime"] == "torch"  # a word-vector model without an export: what served it is said
     assert res["micro_batching_gain"] == pytest.approx(rows["classify"]["requests_per_second"]
                                                        / rows["classify-batch-of-one"]["requests_per_second"],
                                                        abs=0.01)

@@ -61,7 +61,7 @@ def _start(args: list[str], port: int, log: Path, timeout: float = 600) -> subpr
 async def _load(url: str, make_request: Callable, clients: int, seconds: float) -> dict:
     import httpx
 
-    latencies, errors, statuses = [], 0, {}
+    latencies, errors, statuses, first_errors = [], 0, {}, []
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
@@ -77,6 +77,9 @@ async def _load(url: str, make_request: Callable, clients: int, seconds: float) 
                     code = res.status_code
                 except httpx.HTTPError as exc:
                     code = type(exc).__name__
+                    if len(first_errors) < 10:  # what and when, so a failure can be understood, not just counted
+                        first_errors.append({"after_s": round(t - started, 2), "client": i, "error": code,
+                                             "message": str(exc)[:200]})
                 latencies.append(time.perf_counter() - t)
                 statuses[str(code)] = statuses.get(str(code), 0) + 1
                 if code != 200:
@@ -92,7 +95,7 @@ async def _load(url: str, make_request: Callable, clients: int, seconds: float) 
 
     return {"requests": len(latencies), "seconds": round(elapsed, 2),
             "requests_per_second": round(len(latencies) / elapsed, 1), "p50_ms": round(q(0.50), 1),
-            "p99_ms": round(q(0.99), 1), "errors": errors, "statuses": statuses}
+            "p99_ms": round(q(0.99), 1), "errors": errors, "statuses": statuses, "first_errors": first_errors}
 
 
 def _texts_per_pass(url: str) -> float | None:
@@ -103,6 +106,14 @@ def _texts_per_pass(url: str) -> float | None:
     count = re.search(r'^transferlab_batch_texts_count\{[^}]*\} ([0-9.e+]+)', text, re.M)
     return round(float(total.group(1)) / float(count.group(1)), 2) if total and count and float(count.group(1)) \
         else None
+
+
+def _runtime(url: str) -> str | None:
+    """The runtime the server chose for the model (``--runtime auto`` takes the fastest checked export)."""
+    import httpx
+
+    models = httpx.get(f"{url}/v1/models", timeout=10).json().get("models") or [{}]
+    return models[0].get("runtime")
 
 
 def run(out: str | Path, *, model: str | Path, clients: int = 50, seconds: float = 60.0, rows=ROWS,
@@ -143,6 +154,7 @@ def run(out: str | Path, *, model: str | Path, clients: int = 50, seconds: float
             row = {"name": name, **asyncio.run(_load(url, make, clients, seconds))}
             if name != "items":
                 row["texts_per_forward_pass"] = _texts_per_pass(url)
+                row["runtime"] = _runtime(url)
         finally:
             proc.terminate()
             proc.wait(30)
@@ -167,10 +179,11 @@ def write_markdown(res: dict, out: Path) -> None:
 
     lines = [f"# The HTTP service under load ({res['clients']} concurrent clients, {res['seconds']:g} s per row, "
              "loopback)", "", f"Model `{res['model']}`; early-warning items of the demo project.", "",
-             "| row | requests/s | p50 ms | p99 ms | errors | texts per forward pass |", "|---|---|---|---|---|---|"]
+             "| row | requests/s | p50 ms | p99 ms | errors | texts per forward pass | model runtime |",
+             "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['name']} | {r['requests_per_second']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | "
-                     f"{r.get('texts_per_forward_pass', '')} |")
+                     f"{r.get('texts_per_forward_pass', '')} | {r.get('runtime') or ''} |")
     if res["micro_batching_gain"] is not None:
         lines += ["", f"Micro-batching gain (classify against batch-of-one, same run): "
                       f"{res['micro_batching_gain']}x."]

@@ -51,6 +51,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface; put "
                              "TLS in front)"),
     port: int = typer.Option(8000, "--port"),
+    keep_alive: int = typer.Option(75, "--keep-alive", help="seconds an idle client connection stays open; longer "
+                                   "than any client's or proxy's own idle timeout, so that none reuses a connection "
+                                   "the server is closing (uvicorn's 5 s gave load-test clients connection resets)"),
     max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="largest request body (413 above)"),
     max_texts: int = typer.Option(256, "--max-texts", help="texts per request (413 above)"),
     max_text_chars: int = typer.Option(20_000, "--max-text-chars", help="characters per text (413 above)"),
@@ -109,7 +112,8 @@ def serve(
     app = create_app(settings)
     what = ", ".join(list(models) + (["the early warning"] if vuln else []))
     err.print(escape(f"serving {what} on http://{host}:{port} (OpenAPI at /docs)"), highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
+                timeout_keep_alive=keep_alive)
 
 
 # ------------------------------------------------------------------------------------------------- accounts
