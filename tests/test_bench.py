@@ -290,3 +290,17 @@ def test_earlier_results_are_kept_only_for_the_same_data_and_setting(tmp_path):
     assert earlier_results(tmp_path, now, ("data", "setting")) == []
     (tmp_path / "results.json").write_text("[1, 2]")  # valid JSON, not a results file
     assert earlier_results(tmp_path, now, ("data", "setting")) == []
+
+
+def test_hf_trainer_peer_gets_the_recipes_warmup_and_length_grouping(tmp_path):
+    """A peer row must train at the settings its recipe names, as our loop does: the warm-up ratio (once silently
+    dropped, so the Trainer trained without warm-up) and, with `length_buckets`, the Trainer's own length grouping."""
+    from transferlab.bench.peers import trainer_arguments
+
+    plain = trainer_arguments({"lr": 5e-5, "batch_size": 16, "warmup_ratio": 0.1}, {"epochs": 1}, tmp_path,
+                              has_validation=False, use_cuda=False)
+    assert plain.warmup_steps == 0.1 and plain.learning_rate == 5e-5 and plain.num_train_epochs == 1.0
+    assert plain.train_sampling_strategy == "random" and plain.eval_strategy == "no"
+    grouped = trainer_arguments({"length_buckets": True}, {}, tmp_path, has_validation=True, use_cuda=False)
+    assert grouped.train_sampling_strategy == "group_by_length" and grouped.warmup_steps == 0.0
+    assert grouped.eval_strategy == "epoch"

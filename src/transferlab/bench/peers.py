@@ -109,10 +109,10 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
                    test: Examples, row_dir: Path, device: str) -> Outcome:
     """``AutoModelForSequenceClassification`` + ``Trainer`` with the default collator (dynamic padding), plain
     head truncation, the final weights (no early stopping), bf16 on a GPU that supports it (or where the recipe's
-    ``precision`` says bf16)."""
+    ``precision`` says bf16), batches grouped by length where the recipe's ``length_buckets`` says so."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer
 
     from ..encoders.zoo import refuse_folder_code, resolve
     from ..evaluation.metrics import classification_report
@@ -140,17 +140,8 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
         return ds.map(fn, batched=True, remove_columns=[c for c in cols if c != "label"])
 
     use_cuda = device != "cpu" and torch.cuda.is_available()
-    batch = int(settings.get("batch_size", train_cfg.get("batch_size", 16)))
-    args = TrainingArguments(
-        output_dir=str(row_dir / "hf-trainer"), num_train_epochs=float(settings.get("epochs", train_cfg.get("epochs", 3))),
-        per_device_train_batch_size=batch, per_device_eval_batch_size=batch * 4,
-        learning_rate=float(train_cfg.get("lr", 2e-5)), weight_decay=float(train_cfg.get("weight_decay", 0.0)),
-        eval_strategy="epoch" if val is not None and len(val) else "no", logging_strategy="epoch",
-        save_strategy="no", report_to=[], seed=int(train_cfg.get("seed", 13)), use_cpu=not use_cuda,
-        # bf16 on a GPU that supports it, or where the recipe asks (`precision = "bf16"`: CPU autocast too)
-        bf16=bool(use_cuda and torch.cuda.is_bf16_supported()) or train_cfg.get("precision") == "bf16",
-        disable_tqdm=False,
-    )
+    args = trainer_arguments(train_cfg, settings, row_dir, has_validation=val is not None and len(val) > 0,
+                             use_cuda=use_cuda)
 
     def compute_metrics(pred):
         logits, y = pred.predictions, pred.label_ids
@@ -174,6 +165,30 @@ def run_hf_trainer(model: dict, train_cfg: dict, settings: dict, train: Examples
     return Outcome(labels, _softmax(logits), sw.seconds, inf.seconds, float(args.num_train_epochs), n_total, n_train,
                    resolved.name, "linear (AutoModelForSequenceClassification)", "finetune (HF Trainer defaults)",
                    history=_trainer_history(trainer.state.log_history), step_seconds=steps.seconds)
+
+
+def trainer_arguments(train_cfg: dict, settings: dict, row_dir: Path, *, has_validation: bool, use_cuda: bool):
+    """The HF Trainer's arguments for a peer row: the recipe's batch size, learning rate, weight decay, warm-up
+    ratio, epochs and seed, as our loop gets them; everything else the Trainer's defaults."""
+    import torch
+    from transformers import TrainingArguments
+
+    batch = int(settings.get("batch_size", train_cfg.get("batch_size", 16)))
+    return TrainingArguments(
+        output_dir=str(row_dir / "hf-trainer"), num_train_epochs=float(settings.get("epochs", train_cfg.get("epochs", 3))),
+        per_device_train_batch_size=batch, per_device_eval_batch_size=batch * 4,
+        learning_rate=float(train_cfg.get("lr", 2e-5)), weight_decay=float(train_cfg.get("weight_decay", 0.0)),
+        # a float below 1 is the Trainer's warm-up ratio (transformers 5)
+        warmup_steps=float(train_cfg.get("warmup_ratio", 0.0)),
+        eval_strategy="epoch" if has_validation else "no", logging_strategy="epoch",
+        save_strategy="no", report_to=[], seed=int(train_cfg.get("seed", 13)), use_cpu=not use_cuda,
+        # bf16 on a GPU that supports it, or where the recipe asks (`precision = "bf16"`: CPU autocast too)
+        bf16=bool(use_cuda and torch.cuda.is_bf16_supported()) or train_cfg.get("precision") == "bf16",
+        # `length_buckets = true` in a peer recipe: the Trainer's own length grouping (its LengthGroupedSampler),
+        # so our bucketed loop can be compared with the Trainer doing the same
+        train_sampling_strategy="group_by_length" if train_cfg.get("length_buckets") else "random",
+        disable_tqdm=False,
+    )
 
 
 def _trainer_history(log_history: list[dict]) -> list[dict]:
