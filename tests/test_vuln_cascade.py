@@ -94,6 +94,33 @@ def test_cascade_records_versions_thresholds_and_held_out_figures(cascade_dir, c
         assert info[stage]["decision"].startswith("5-fold" if few else "validation")
         if few:
             assert info[stage]["validation"]["cross_validation"]["folds"] == 5
+        assert info[stage]["refit"] is few  # glove-dan is refitted by default only where validation is thin
+    assert info["refit"] is None  # as asked (the default, by recipe): `vuln retrain` fits the same way
+
+
+def test_a_stage_is_refitted_on_training_and_validation_with_out_of_fold_thresholds(security_data):
+    """With enough validation positives a stage's threshold comes from the validation part; with refit the model
+    trains on training + validation (the most recent labelled period) and its threshold comes from out-of-fold
+    scores, so no figure is in-sample; the default refits the frozen-encoder recipes only."""
+    from transferlab.vuln.cascade import refits, train_stage
+
+    parts = L.stage1(security_data, validation_from="2016-01-01", test_from="2020-01-01", farsec=False)
+    assert parts.validation.labels.count(L.SECURITY) >= 20  # not the few-positives path
+    n_train, n_val = len(parts.train), len(parts.validation)
+    plain, plain_info = train_stage(parts, 1, "glove-dan", 0.8, refit=False)
+    assert plain_info["decision"] == "validation part" and not plain_info["refit"]
+    assert plain.fit_info_["n_train"] == n_train and plain_info["validation"]["recall"] >= 0.8 - 1e-9
+    refitted, info = train_stage(parts, 1, "glove-dan", 0.8, refit=True)
+    assert info["refit"] and "training + validation" in info["decision"]
+    assert refitted.fit_info_["n_train"] == n_train + n_val  # the validation period is trained on
+    assert info["validation"]["cross_validation"]["folds"] == 5 and "pr_auc" not in info["validation"]
+    assert "out-of-fold" in refitted.decision_["fitted_on"]
+    assert 0 <= info["test"]["pr_auc"] <= 1 and info["test"]["n"] == len(parts.test)  # test untouched
+    assert refits("minilm-frozen-tfidf-stack", None) and refits("minilm-frozen", None)
+    assert not refits("glove-dan", None) and not refits("minilm-finetune", None) and refits("glove-dan", True)
+    with pytest.raises(ConfigError, match="not refitted"):
+        train_cascade("unused", data=security_data, stage1_recipe="minilm-finetune", shared=True, refit=True,
+                      log=lambda m: None)
 
 
 def test_scores_follow_the_cascade_rule(cascade):
@@ -301,6 +328,10 @@ def test_benchmark_measures_both_stages_and_throughput(cascade_dir, security_dat
     assert s2["all"]["positives"] == result["stage2"]["positives"]
     md = (tmp_path / "bench" / "results.md").read_text()
     assert "Stage 2 per source" in md
+    # this small cascade's thresholds came from out-of-fold scores of models refitted on training + validation
+    assert result["decisions"]["stage1"].startswith("5-fold") and "refitted on training + validation" in md
+    assert "recall:0.8 on validation" not in md
+    assert not (tmp_path / "bench" / "throughput").exists()  # no scratch left (its store's lock file was, once)
     assert "Stage 1" in md and "records/s" in md and (tmp_path / "bench" / "pr_curves.png").stat().st_size > 0
 
 

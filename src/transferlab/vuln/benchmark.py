@@ -69,6 +69,7 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
     result = {"cascade": {"version": cascade.version, "models": cascade.models, "trained_at": info.get("trained_at"),
                           "train_seconds": {s: info[s]["train_seconds"] for s in ("stage1", "stage2")}},
               "split": split, "stage2_split": info["stage2"]["labels"], "environment": environment(),
+              "decisions": {s: info[s].get("decision", "validation part") for s in ("stage1", "stage2")},
               "command": command or f"transferlab vuln benchmark --cascade {cascade_dir} --out {out}"}
     # each test part is scored once; the figures, the whole-cascade count and the plot all use these
     proba1, proba2 = cascade.stage1.predict_proba(p1.test), cascade.stage2.predict_proba(p2.test)
@@ -127,8 +128,11 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
                             "score_records_per_s": round(scored / score_s, 1) if score_s else None,
                             "end_to_end_records_per_s": round(scored / (ingest_s + score_s), 1),
                             "device": str(cascade.stage1.device_), "runtime": _runtime(cascade)}
-    hour.unlink()
-    db.unlink()
+    # the scratch files, the store's migration lock among them (filelock leaves its file behind on release)
+    for scratch in (hour, db, work / "bench.db.lock"):
+        scratch.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        work.rmdir()
     _plot(cascade, ((p1.test, score1), (p2.test, score2)), out / "pr_curves.png")
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     (out / "results.md").write_text(markdown(result), encoding="utf-8")
@@ -196,19 +200,25 @@ def markdown(r: dict) -> str:
     hw = r["environment"]["hardware"]
     m = r["cascade"]["models"]
     s1, s2, c, t = r["stage1"], r["stage2"], r["cascade_on_matomo_test"], r["throughput"]
+    # either way (refit asked for, or too few validation positives) the model trained on training + validation
+    refit = {s: "cross-validation" in (r.get("decisions") or {}).get(s, "") for s in ("stage1", "stage2")}
+    where = {s: "on out-of-fold scores, refitted" if refit[s] else "on validation" for s in refit}
     lines = [
         "# Vulnerability early warning: cascade benchmark", "",
         f"Cascade `{r['cascade']['version']}`: stage 1 `{m['stage1']['id']}` (threshold {m['stage1']['threshold']:.4f}, "
-        f"{m['stage1']['rule']} on validation), stage 2 `{m['stage2']['id']}` (threshold {m['stage2']['threshold']:.4f}, "
-        f"{m['stage2']['rule']}).  Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
+        f"{m['stage1']['rule']} {where['stage1']}), stage 2 `{m['stage2']['id']}` (threshold "
+        f"{m['stage2']['threshold']:.4f}, {m['stage2']['rule']} {where['stage2']}).  Hardware: {hw.get('processor')}, {hw.get('cpu_count')} CPUs"
         f"{', ' + hw['gpu'] if hw.get('gpu') else ', no GPU'}; scoring device {t['device']}"
         f"{' (' + t['runtime'] + ')' if t.get('runtime') else ''}; torch "
         f"{r['environment']['versions'].get('torch')}.", "", f"Command: `{r.get('command', 'transferlab vuln benchmark')}`",
         "",
         "## Stage 1: security-relevant (Matomo, split by time)", "",
         f"Train: Matomo before {r['split']['validation_from']}" + (" + FARSEC Chromium" if r["split"]["farsec"] else "")
-        + f"; thresholds on {r['split']['validation_from']} to {r['split']['test_from']}; test from "
-        f"{r['split']['test_from']}: {s1['n']} items, {s1['positives']} labelled security ({_pct(s1['prevalence'])}%).",
+        + (f"; validation {r['split']['validation_from']} to {r['split']['test_from']}, then refitted on training + "
+           "validation with the threshold from 5-fold out-of-fold scores" if refit["stage1"] else
+           f"; thresholds on {r['split']['validation_from']} to {r['split']['test_from']}")
+        + f"; test from {r['split']['test_from']}: {s1['n']} items, {s1['positives']} labelled security "
+        f"({_pct(s1['prevalence'])}%).",
         "", "| set | PR-AUC | ROC-AUC | recall@1%FPR | precision | recall | F1 | FPR |", "|---|---|---|---|---|---|---|---|"]
     for name, x in (("validation (threshold chosen here)", r["stage1_validation"]), ("**test**", s1)):
         if "cross_validation" in x:  # few validation positives: the threshold came from out-of-fold scores

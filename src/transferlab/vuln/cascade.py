@@ -223,16 +223,28 @@ def _held_out(model: TextClassifier, examples, positive: str, proba: np.ndarray 
     return out
 
 
+def refits(recipe_name: str, refit: bool | None) -> bool:
+    """Whether a stage is refitted on training + validation data (``refit``; None: the default, for recipes on a
+    frozen encoder, whose head fits in seconds, so the five extra fits of the cross-validation cost little; a
+    recipe whose network trains would take six times as long, and refits only when asked)."""
+    return recipe(recipe_name).get("strategy") == "frozen" if refit is None else bool(refit)
+
+
 def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: float, seed: int = 13,
                 out_dir: Path | None = None, extra=None, init_from: str | Path | None = None,
-                encoder: str | None = None) -> tuple[TextClassifier, dict]:
+                encoder: str | None = None, refit: bool | None = False) -> tuple[TextClassifier, dict]:
     """Fit one stage on its train part (plus ``extra`` examples, e.g. triage verdicts), choose its threshold on
     validation for the target recall, and measure it on the held-out test part.  ``init_from``: sequential
     transfer, the encoder starts from a model trained on an intermediate task (a recipe whose encoder trains).
-    ``encoder``: another encoder in the recipe's place (e.g. one adapted with ``transferlab adapt mlm``)."""
+    ``encoder``: another encoder in the recipe's place (e.g. one adapted with ``transferlab adapt mlm``).
+    ``refit`` (True; None = :func:`refits`' default): once the recipe is fixed (it was chosen on the validation
+    part), the model is refitted on training + validation data, with its threshold and calibration fitted on the
+    out-of-fold scores of a 5-fold cross-validation over the same data: for stage 1 the validation period is the
+    most recent labelled text, the closest to what a scan reads (benchmarks/vuln/NOTES.md measures the gain)."""
     from ..evaluation.decision import FEW_POSITIVES
 
     positive = STAGES[stage][0]
+    refit = refits(recipe_name, refit)
     options = recipe(recipe_name)
     if init_from is not None:  # the classifier refuses what cannot carry over (a frozen encoder, another family)
         options["init_from"] = str(init_from)
@@ -242,8 +254,9 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
     # them): the threshold and calibration come from out-of-fold scores of a 5-fold cross-validation over training +
     # validation data instead (the test part stays untouched)
     few = min(parts.validation.labels.count(lab) for lab in set(parts.train.labels)) < FEW_POSITIVES
+    cv = few or refit
     model = TextClassifier(**options, threshold=f"recall:{target_recall}", positive=positive,
-                           calibration="temperature", seed=seed, **({"cv_folds": 5} if few else {}))
+                           calibration="temperature", seed=seed, **({"cv_folds": 5} if cv else {}))
     train = _with_extra(parts.train, extra)
     started = time.perf_counter()
     model.fit(train, validation=parts.validation, out_dir=out_dir, save_model=False)
@@ -251,13 +264,15 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
     test = _held_out(model, parts.test, positive)
     # with cross-validation the model also trained on the validation part: its figures there would be in-sample
     validation = {"cross_validation": model.decision_.get("cv"), "fitted_on": model.decision_.get("fitted_on")} \
-        if few else _held_out(model, parts.validation, positive)
+        if cv else _held_out(model, parts.validation, positive)
+    decision = ("5-fold cross-validation (a class has fewer than "
+                f"{FEW_POSITIVES} validation examples)" if few else
+                "5-fold cross-validation over training + validation (refit on both)" if refit else "validation part")
     return model, {"recipe": recipe_name, "target_recall": target_recall, "train_seconds": round(seconds, 1),
                    **({"init_from": str(init_from)} if init_from is not None else {}),
                    **({"encoder": str(encoder)} if encoder is not None else {}),
-                   "counts": parts.counts(), "n_extra": 0 if extra is None else len(extra),
-                   "decision": "5-fold cross-validation (a class has fewer than "
-                               f"{FEW_POSITIVES} validation examples)" if few else "validation part",
+                   "counts": parts.counts(), "n_extra": 0 if extra is None else len(extra), "refit": cv,
+                   "decision": decision,
                    "labels": parts.description, "validation": validation, "test": test}
 
 
@@ -320,14 +335,20 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
                   validation_from: str = "2018-01-01", test_from: str = "2020-01-01", farsec: bool = True,
                   max_farsec_negatives: int | None = 3000, seed: int = 13, extra: dict | None = None,
                   shared: bool = False, stage1_init_from: str | Path | None = None,
-                  stage1_encoder: str | None = None, log: Callable[[str], None] = print) -> Cascade:
+                  stage1_encoder: str | None = None, refit: bool | None = None,
+                  log: Callable[[str], None] = print) -> Cascade:
     """Train both stages from the label sources (see :mod:`labels`) and save the cascade in ``out``.  ``shared``:
     one fine-tuned encoder with a head per stage (multi-task, ``stage1_recipe``) instead of two models.
     ``stage1_init_from``: stage 1's encoder starts from that model folder's (sequential transfer).
-    ``stage1_encoder``: stage 1 uses this encoder instead of its recipe's (e.g. a domain-adapted one)."""
+    ``stage1_encoder``: stage 1 uses this encoder instead of its recipe's (e.g. a domain-adapted one).
+    ``refit``: each stage refitted on training + validation data (:func:`train_stage`); None: where its recipe's
+    encoder is frozen."""
     if shared and (stage1_init_from is not None or stage1_encoder is not None):
         raise ConfigError("--shared takes its encoder from the --stage1 recipe", hint="drop --stage1-init-from "
                           "and --stage1-encoder, or --shared")
+    if shared and refit:
+        raise ConfigError("a shared two-head cascade fits each head's threshold on its validation part; it is not "
+                          "refitted", hint="drop --refit, or --shared")
     out = Path(out)
     started = time.perf_counter()
     log(f"stage 1 data: Matomo by time (validation from {validation_from}, test from {test_from})"
@@ -352,16 +373,22 @@ def train_cascade(out: str | Path, *, data: str | Path | None = None, stage1_rec
         held(r2)
         stage2_recipe = stage1_recipe
     else:
-        log(f"stage 1: training {stage1_recipe} (threshold for recall {stage1_recall} on validation)")
+        def how(name: str, recall: float) -> str:
+            return (f"refitted on training + validation, threshold for recall {recall} on 5-fold out-of-fold scores"
+                    if refits(name, refit) else f"threshold for recall {recall} on validation")
+
+        log(f"stage 1: training {stage1_recipe} ({how(stage1_recipe, stage1_recall)})")
         m1, r1 = train_stage(p1, 1, stage1_recipe, stage1_recall, seed, out / "stage1", (extra or {}).get(1),
-                             init_from=stage1_init_from, encoder=stage1_encoder)
+                             init_from=stage1_init_from, encoder=stage1_encoder, refit=refit)
         held(r1)
         p2 = L.stage2(data, seed=seed)
         log(f"stage 2 data: {p2.counts()}")
-        log(f"stage 2: training {stage2_recipe} (threshold for recall {stage2_recall} on validation)")
-        m2, r2 = train_stage(p2, 2, stage2_recipe, stage2_recall, seed, out / "stage2", (extra or {}).get(2))
+        log(f"stage 2: training {stage2_recipe} ({how(stage2_recipe, stage2_recall)})")
+        m2, r2 = train_stage(p2, 2, stage2_recipe, stage2_recall, seed, out / "stage2", (extra or {}).get(2),
+                             refit=refit)
         held(r2)
     info = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "shared_encoder": shared,
+            "refit": None if shared else refit,  # as asked (None: by recipe); each stage's record says what it did
             "recipes": {"stage1": stage1_recipe, "stage2": stage2_recipe},
             "stage1": r1, "stage2": r2, "seconds": round(time.perf_counter() - started, 1),
             "data": str(L.data_dir(data))}

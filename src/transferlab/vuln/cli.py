@@ -166,6 +166,10 @@ def train_cmd(
                                                     "train` run on FARSEC, with a --stage1 recipe whose encoder trains)"),
     stage1_encoder: Optional[str] = typer.Option(None, "--stage1-encoder", help="stage 1 uses this encoder instead "
                                                  "of its recipe's (e.g. a folder from `transferlab adapt mlm`)"),
+    refit: Optional[bool] = typer.Option(None, "--refit/--no-refit", help="refit each stage on training + "
+                                         "validation data, its threshold from 5-fold out-of-fold scores (default: "
+                                         "for frozen-encoder recipes, whose heads fit in seconds; a recipe whose "
+                                         "network trains takes six times as long with --refit)"),
 ):
     """Train the two-stage cascade from the label sources; prints and stores each stage's held-out figures."""
     from .cascade import train_cascade
@@ -174,7 +178,8 @@ def train_cmd(
                             stage1_recall=stage1_recall, stage2_recall=stage2_recall, validation_from=validation_from,
                             test_from=test_from, farsec=not no_farsec, max_farsec_negatives=farsec_negatives or None,
                             seed=seed, shared=shared, stage1_init_from=stage1_init_from,
-                            stage1_encoder=stage1_encoder, log=lambda m: err.print(escape(m), highlight=False))
+                            stage1_encoder=stage1_encoder, refit=refit,
+                            log=lambda m: err.print(escape(m), highlight=False))
     err.print(f"cascade {cascade.version} in {escape(str(out_dir))}; held-out figures in cascade.json")
 
 

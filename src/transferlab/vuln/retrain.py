@@ -88,7 +88,9 @@ def retrain(cascade: Cascade, store: Store, out: str | Path, *, data=None, holdo
                         stage2_recipe=info["recipes"]["stage2"], stage1_recall=info["stage1"]["target_recall"],
                         stage2_recall=info["stage2"]["target_recall"], validation_from=split["validation_from"],
                         test_from=split["test_from"], farsec=split["farsec"],
-                        max_farsec_negatives=split.get("max_farsec_negatives"), seed=seed, extra=extra, log=log)
+                        max_farsec_negatives=split.get("max_farsec_negatives"), seed=seed, extra=extra,
+                        # the same fitting as the cascade had (one from before refitting existed: none)
+                        refit=info.get("refit", False), log=log)
     report = {"before_version": cascade.version, "after_version": new.version, "counts": counts,
               "verdict_weight": verdict_weight, "holdout": holdout, "rows": []}
     for stage, test in new.held_out.items():  # the same test parts the old cascade was measured on
