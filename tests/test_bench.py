@@ -304,3 +304,17 @@ def test_hf_trainer_peer_gets_the_recipes_warmup_and_length_grouping(tmp_path):
     grouped = trainer_arguments({"length_buckets": True}, {}, tmp_path, has_validation=True, use_cuda=False)
     assert grouped.train_sampling_strategy == "group_by_length" and grouped.warmup_steps == 0.0
     assert grouped.eval_strategy == "epoch"
+
+
+def test_committed_benchmark_recipe_folders_load():
+    """Every recipe folder under benchmarks/ must load as a suite (a key a peer does not take is refused at load
+    time; the grouped-by-length Trainer rows once were, after an hour's run had been planned on them)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    folders = sorted(p.parent for p in root.glob("*/recipes/suite.toml"))
+    assert folders, "no recipe folders under benchmarks/"
+    for folder in folders:
+        suite = load_suite(str(folder))
+        assert suite.rows, folder
+    speed = load_suite(str(root / "train-speed" / "recipes"))
+    grouped = speed.select(["hf-trainer-mpnet-grouped"])[0]
+    assert grouped.kind == "hf-trainer" and grouped.train["length_buckets"] is True

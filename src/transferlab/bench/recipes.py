@@ -51,7 +51,8 @@ PEER_MODEL_KEYS = {
     "tfidf": {"ngram_max", "min_df", "max_features", "C"},
 }
 PEER_TRAIN_KEYS = {
-    "hf-trainer": {"epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "seed", "precision"},
+    "hf-trainer": {"epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "seed", "precision",
+                   "length_buckets"},
     "setfit": {"epochs", "batch_size", "num_iterations", "max_steps", "seed"},
     "tfidf": {"seed"},
 }
