@@ -192,7 +192,7 @@ def test_bench_imdb_seed_quick_two_cheap_rows(imdb_path, tmp_path):
     rows = {r["name"]: r for r in results["rows"] if r["status"] == "ok"}
     assert sorted(rows) == ["glove-cnn", "tfidf-logreg"]
     waiting = next(r for r in results["rows"] if r["name"] == "mpnet-finetune")
-    assert waiting["status"] == "not run" and "--rows mpnet-finetune" in waiting["error"]
+    assert waiting["status"] == "not run" and "bench imdb-seed --rows mpnet-finetune" in waiting["error"]
     for r in rows.values():
         assert r["status"] == "ok" and r["setting"] == "quick"
         assert (r["n_train"], r["n_test"]) == (suite.quick["max_train"], suite.quick["max_test"])
@@ -318,3 +318,19 @@ def test_committed_benchmark_recipe_folders_load():
     speed = load_suite(str(root / "train-speed" / "recipes"))
     grouped = speed.select(["hf-trainer-mpnet-grouped"])[0]
     assert grouped.kind == "hf-trainer" and grouped.train["length_buckets"] is True
+
+
+def test_a_row_not_run_says_the_command_that_runs_it(tmp_path, monkeypatch):
+    """A folder suite's hint names the folder (it once named only its last part, `bench recipes`, which is not a
+    suite anyone can run); a shipped suite's names the suite."""
+    from transferlab.bench.runner import not_run_row
+
+    folder = _copy_suite(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    row = not_run_row(load_suite(str(folder)).select(["glove-cnn"])[0])
+    assert row["status"] == "not run" and row["error"] == "to run it: transferlab bench suite --rows glove-cnn"
+    monkeypatch.chdir(tmp_path.parent)
+    row = not_run_row(load_suite(str(folder)).select(["glove-cnn"])[0])
+    assert row["error"] == f"to run it: transferlab bench {tmp_path.name}/suite --rows glove-cnn"
+    shipped = not_run_row(load_suite("imdb-seed").select(["glove-cnn"])[0])
+    assert shipped["error"] == "to run it: transferlab bench imdb-seed --rows glove-cnn"

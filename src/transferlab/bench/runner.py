@@ -156,9 +156,24 @@ def failed_row(recipe: Recipe, exc: BaseException) -> dict:
 
 def not_run_row(recipe: Recipe) -> dict:
     row = failed_row(recipe, RuntimeError())
-    row.update(status="not run", error=f"to run it: transferlab bench {recipe.path.parent.name} --rows {recipe.name}",
-               setting=None)
+    row.update(status="not run", error=f"to run it: transferlab bench {_suite_argument(recipe.path.parent)} "
+                                       f"--rows {recipe.name}", setting=None)
     return row
+
+
+def _suite_argument(folder: Path) -> str:
+    """What names this suite on the command line: a shipped suite's name, else its folder (relative where it can
+    be; a folder's bare name would not be found)."""
+    from .recipes import builtin_suites
+
+    folder = Path(folder).resolve()
+    for name, path in builtin_suites().items():
+        if Path(path).resolve() == folder:
+            return name
+    try:
+        return str(folder.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 def _reference(recipe: Recipe) -> dict | None:
