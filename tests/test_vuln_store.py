@@ -39,6 +39,13 @@ def test_migrations_create_the_schema_the_code_expects(db_url):
     assert Store.open(db_url).revision() == "0005"  # migrating an up-to-date store is a no-op
 
 
+def test_a_sqlite_store_names_its_migration_lock_file(tmp_path):
+    """The lock file beside a SQLite database is named by the store (callers that clean up scratch stores ask it)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'v.db'}")
+    assert store.migration_lock_path == tmp_path / "v.db.lock" and store.migration_lock_path.exists()
+    assert Store.open("sqlite://").migration_lock_path is None
+
+
 def test_a_store_from_the_first_release_is_upgraded_without_losing_records(db_url):
     old = Store.open(db_url, migrate=False)
     old.migrate("0001")

@@ -128,8 +128,8 @@ def run(cascade_dir: str | Path, out: str | Path, *, data=None, log: Callable[[s
                             "score_records_per_s": round(scored / score_s, 1) if score_s else None,
                             "end_to_end_records_per_s": round(scored / (ingest_s + score_s), 1),
                             "device": str(cascade.stage1.device_), "runtime": _runtime(cascade)}
-    # the scratch files, the store's migration lock among them (filelock leaves its file behind on release)
-    for scratch in (hour, db, work / "bench.db.lock"):
+    # the scratch files, the store's migration lock file among them (kept by the store after release)
+    for scratch in (hour, db, store.migration_lock_path):
         scratch.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         work.rmdir()

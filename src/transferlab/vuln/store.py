@@ -277,16 +277,24 @@ class Store:
             with conn.begin():
                 yield conn
 
+    @property
+    def migration_lock_path(self) -> Path | None:
+        """The file that serialises migrations of a SQLite database file (left in place after release, as filelock
+        does, so a waiting process never locks a deleted file); None for PostgreSQL and in-memory databases."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            return None
+        return Path(str(Path(database).expanduser()) + ".lock")
+
     @contextmanager
     def _migration_lock(self):
         """Only one process migrates a database at a time; the others then find it up to date."""
-        database = self.engine.url.database
-        if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        if self.migration_lock_path is None:
             yield  # PostgreSQL: an advisory lock inside the migration's transaction
             return
         import filelock
 
-        path = str(Path(database).expanduser()) + ".lock"
+        path = str(self.migration_lock_path)
         lock = filelock.FileLock(path, timeout=600)
         try:
             lock.acquire()
