@@ -72,17 +72,20 @@ def test_bench_farsec_reports_pd_pf_g_and_chooses_on_validation(tmp_path):
 
 def test_few_positives_switch_model_choice_to_cross_validation(tmp_path):
     data = _write(tmp_path / "small.csv.gz")  # 15 security reports in the training half: 4 in its validation part
-    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf", "--folds", "3",
-                                   "--repeats", "2", "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf,tfidf-title", "--folds",
+                                   "3", "--repeats", "2", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "under 20" in " ".join(res.output.split())
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["selection"] == {"method": "cv", "folds": 3, "repeats": 2}
-    (row,) = results["rows"]
-    assert row["selection"]["method"] == "cv" and len(row["search"]) == 6
-    best = max(row["search"], key=lambda e: (e["validation"]["g_measure"], e["validation"]["pr_auc"]))
-    assert row["chosen"] == best["settings"] and row["validation_sd"]["g_measure"] >= 0
-    assert row["test"]["g_measure"] > 0.8  # refitted on the whole training half, scored once
+    assert [r["name"] for r in results["rows"]] == ["tfidf", "tfidf-title"]
+    for row in results["rows"]:
+        assert row["status"] == "ok", row
+        assert row["selection"]["method"] == "cv" and len(row["search"]) == 6
+        best = max(row["search"], key=lambda e: (e["validation"]["g_measure"], e["validation"]["pr_auc"]))
+        assert row["chosen"] == best["settings"] and row["validation_sd"]["g_measure"] >= 0
+        assert row["test"]["g_measure"] > 0.8  # refitted on the whole training half, scored once
+    assert {e["settings"]["title_weight"] for e in results["rows"][1]["search"]} == {0.5, 1.0}
     md = (tmp_path / "out" / "results.md").read_text()
     assert "cross-validation x 2" in md and " ± " in md
 
@@ -121,3 +124,46 @@ def test_model_choice_study_counts_choices_near_the_best(tmp_path):
     assert "--rows tfidf,glove-dan --folds 3 --repeats 1" in md  # the command that reproduces it
     with pytest.raises(DataError, match="too few"):
         farsec.small_project(src, tmp_path / "x.csv", size=200, positives=500)
+
+
+def test_report_title_is_the_title_element_or_the_first_line():
+    from transferlab.encoders.tfidf import report_title
+
+    page = "<title>Issue 1414 -   chromium -  Buffer &quot;SaveAs&quot; overflow - Project Hosting</title> <pre> body"
+    assert report_title(page) == 'Issue 1414 -   chromium -  Buffer "SaveAs" overflow - Project Hosting'
+    assert report_title("XSS in the login form\n\nsteps: ...") == "XSS in the login form"
+    assert report_title("no title element <title>late</title>") == "no title element <title>late</title>"
+    assert len(report_title("x" * 5000)) == 500
+
+
+def test_title_block_weighs_the_title_apart_and_drops_tracker_boilerplate():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from transferlab.encoders.tfidf import with_title
+
+    body = TfidfVectorizer()
+    assert with_title(body, 0.0, 100) is body  # no title block: the plain vectoriser, unchanged
+    rng = np.random.default_rng(0)
+    words = SEC + OTHER
+    texts = [f"<title>Issue {i} - chromium - {words[rng.integers(len(words))]} - Project Hosting</title> <pre> "
+             + " ".join(rng.choice(OTHER, 3)) for i in range(120)]
+    union = with_title(TfidfVectorizer(), 0.5, len(texts))
+    X = union.fit_transform(texts).toarray()
+    n_body = len(union.transformer_list[0][1].vocabulary_)
+    title_vocab = union.transformer_list[1][1][-1].vocabulary_
+    # each block is unit length before its weight: the title block's norm is the weight
+    assert np.allclose(np.linalg.norm(X[:, :n_body], axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(X[:, n_body:], axis=1), 0.5)
+    assert "chromium" not in title_vocab and "project hosting" not in title_vocab  # in every title: dropped
+    assert "heap buffer" in title_vocab and "chromium" in union.transformer_list[0][1].vocabulary_
+
+
+def test_recipe_suite_flags_are_refused_by_named_benchmarks_before_anything_runs(tmp_path):
+    # `bench farsec --merge other/results.json` used to ignore --merge and start the whole benchmark
+    data = _write(tmp_path / "demo.csv.gz")
+    for flags in (["--merge", str(tmp_path / "other" / "results.json")], ["--list"]):
+        res = CliRunner().invoke(app, ["bench", "farsec", "--data", str(data), "--rows", "tfidf",
+                                       "--out", str(tmp_path / "out"), *flags])
+        assert res.exit_code != 0
+        assert f"{flags[0]} is for recipe suites" in " ".join(res.output.split())
+        assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .cli_common import err, escape, friendly, out
-from .errors import DataError, ExitCode
+from .errors import ConfigError, DataError, ExitCode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="TransferLab: transfer learning for text classification and named-entity recognition (word "
@@ -616,6 +616,11 @@ def _print_results(out_dir) -> None:
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
 
 
+# Benchmarks with their own code (not recipe folders); --merge and --list are for recipe suites only.
+NAMED_SUITES = ("farsec", "farsec-choice", "vulcurator", "distill", "dapt", "speed", "service", "ray", "conll2003",
+                "few-shot")
+
+
 @app.command()
 @friendly
 def bench(
@@ -684,6 +689,12 @@ def bench(
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
+    if suite in NAMED_SUITES and (merge is not None or list_rows):
+        # refused before anything runs: ignoring them would start the whole benchmark instead
+        flag = "--merge" if merge is not None else "--list"
+        raise ConfigError(f"{flag} is for recipe suites (imdb-seed or a folder of recipes), not for bench {suite}",
+                          hint="run the other rows into the same --out: rows on the same data and split are kept"
+                          if flag == "--merge" else f"`transferlab bench --help` names the rows of {suite}")
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, selection, folds, repeats)
         return
