@@ -330,3 +330,19 @@ def test_predict_line_that_is_not_json(trained):
     lines = '{"text": "a wonderful film"}\n\n{"text": "fine"}\nthis is not json\n'
     result = invoke("predict", trained.dir, input=lines)
     assert_user_error(result, "predict", "<stdin>:line 4", "not valid JSON", hint="one JSON object per line")
+
+
+def test_bench_refuses_options_its_suite_does_not_read_before_anything_runs(tmp_path):
+    import typer
+
+    from transferlab import cli
+
+    params = {p.name for p in typer.main.get_command(app).commands["bench"].params}
+    for suite, reads in [*cli.BENCH_OPTIONS.items(), ("recipes", cli._RECIPE_OPTIONS)]:
+        assert reads <= params, (suite, reads - params)  # a misspelt name would refuse a real option
+    for args, said in [(["imdb-seed", "--selection", "cv"], "--selection does not apply to a recipe suite"),
+                       (["speed", "--device", "cpu", "--epochs", "1"], "--device does not apply to bench speed"),
+                       (["few-shot", "--seed", "3", "--temperature", "1"], "--seed, --temperature do not apply")]:
+        result = runner.invoke(app, ["bench", *args, "--out", str(tmp_path / "out")])
+        assert result.exit_code != 0 and said in " ".join(result.output.split()), result.output
+        assert not (tmp_path / "out").exists()

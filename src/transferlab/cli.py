@@ -616,14 +616,49 @@ def _print_results(out_dir) -> None:
     print((Path(out_dir) / "results.md").read_text(encoding="utf-8"))
 
 
-# Benchmarks with their own code (not recipe folders); --merge and --list are for recipe suites only.
-NAMED_SUITES = ("farsec", "farsec-choice", "vulcurator", "distill", "dapt", "speed", "service", "ray", "conll2003",
-                "few-shot")
+# The options each benchmark reads (bench's parameter names); an option given to a benchmark that does not read it is
+# refused before anything runs, instead of being silently ignored (`bench farsec --merge ...` used to start the
+# whole benchmark). Benchmarks with their own code are named; any other suite is a folder of recipes.
+_RECIPE_OPTIONS = {"out_dir", "quick", "rows", "data", "text_col", "label_col", "pair_col", "label_sep", "split",
+                   "max_train", "max_validation", "max_test", "max_length", "epochs", "device", "seed", "keep_models",
+                   "list_rows", "merge"}
+_DATA_OPTIONS = {"data", "text_col", "label_col", "split"}
+BENCH_OPTIONS = {
+    "farsec": {"out_dir", "data", "rows", "max_train", "max_test", "device", "seed", "selection", "folds", "repeats"},
+    "farsec-choice": {"out_dir", "data", "rows", "draws", "project_size", "project_positives", "folds", "repeats",
+                      "seed", "device"},
+    "vulcurator": {"out_dir", "data", "rows", "device", "seed"},
+    "distill": {"out_dir", *_DATA_OPTIONS, "seeds", "seed", "copies", "temperature", "alpha", "max_train", "max_test",
+                "device"},
+    "dapt": {"out_dir", *_DATA_OPTIONS, "seeds", "seed", "device", "max_train", "max_validation", "max_test",
+             "max_length", "epochs"},
+    "speed": {"out_dir", "model_dir", *_DATA_OPTIONS, "rows", "peer_python", "max_train", "max_validation",
+              "max_test", "max_length", "epochs"},
+    "service": {"out_dir", "model_dir", "data", "rows", "clients", "seconds"},
+    "ray": {"out_dir", "model_dir", *_DATA_OPTIONS, "rows", "max_test", "runtime"},
+    "conll2003": {"out_dir", "data", "rows", "max_train", "max_test", "epochs", "device", "seed"},
+    "few-shot": {"out_dir", *_DATA_OPTIONS, "encoder", "sizes", "seeds", "max_length", "max_test", "peer", "device",
+                 "truncation", "full"},
+}
+
+
+def _refuse_unread_options(ctx: typer.Context, suite: str) -> None:
+    # by name: typer carries its own copy of click, whose ParameterSource is not click's
+    typed = lambda name: getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"  # noqa: E731
+    reads = BENCH_OPTIONS.get(suite, _RECIPE_OPTIONS)
+    given = [p for p in ctx.command.params if p.name != "suite" and p.name not in reads and typed(p.name)]
+    if given:
+        flags = ", ".join(max(p.opts, key=len) for p in given)
+        what = f"bench {suite}" if suite in BENCH_OPTIONS else "a recipe suite"
+        reads_flags = ", ".join(sorted(max(p.opts, key=len) for p in ctx.command.params if p.name in reads))
+        raise ConfigError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {what}",
+                          hint=f"{what} reads {reads_flags}")
 
 
 @app.command()
 @friendly
 def bench(
+    ctx: typer.Context,
     suite: str = typer.Argument(..., help="a shipped suite (imdb-seed), conll2003 (NER: --data FOLDER with train/"
                                 "valid/test.txt, default ../shared/data/conll2003; --rows from glove-bilstm-crf, "
                                 "glove-bilstm, minilm-frozen-crf, minilm-finetune, hf-trainer-minilm, mpnet-finetune, "
@@ -689,12 +724,7 @@ def bench(
 ):
     """Run a benchmark suite: every row trained and scored on one split, with its cost; writes results.json,
     results.csv, results.md, accuracy_vs_cost.png and report.html in --out."""
-    if suite in NAMED_SUITES and (merge is not None or list_rows):
-        # refused before anything runs: ignoring them would start the whole benchmark instead
-        flag = "--merge" if merge is not None else "--list"
-        raise ConfigError(f"{flag} is for recipe suites (imdb-seed or a folder of recipes), not for bench {suite}",
-                          hint="run the other rows into the same --out: rows on the same data and split are kept"
-                          if flag == "--merge" else f"`transferlab bench --help` names the rows of {suite}")
+    _refuse_unread_options(ctx, suite)
     if suite == "farsec":
         _bench_farsec(data, out_dir, rows, max_train, max_test, device, seed, selection, folds, repeats)
         return

@@ -1,5 +1,5 @@
 """Declarative benchmark recipes: a folder with ``suite.toml`` (the data and the quick setting) and one TOML
-file per row.  Copy the shipped folder (``transferlab bench imdb-seed --show-dir`` prints where it is), change
+file per row.  Copy the shipped folder (``transferlab bench imdb-seed --list`` prints where it is), change
 it, and run it on your own data with ``transferlab bench FOLDER --data FILE --text-col ... --label-col ...``.
 
 ``suite.toml``::
