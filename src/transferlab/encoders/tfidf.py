@@ -59,6 +59,7 @@ class TfidfBlock:
         return load_block(folder, hashes)
 
 
+TINY = 50  # texts: below this, n-grams seen once are kept (min_df 1) and no term is too common to keep
 _TITLE = re.compile(r"\s*<title>(.*?)</title>", re.S | re.I)
 TITLE_CHARS = 500
 
@@ -86,14 +87,14 @@ def with_title(body, title_weight: float, n_texts: int):
     """
     if not title_weight:
         return body
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    small = n_texts < 50
-    title = make_pipeline(FunctionTransformer(_titles),
-                          TfidfVectorizer(ngram_range=(1, 2), min_df=1 if small else 2, max_df=1.0 if small else 0.5,
-                                          sublinear_tf=True, strip_accents="unicode"))
+    from ..bench.peers import tfidf_vectorizer
+
+    small = n_texts < TINY
+    title = make_pipeline(FunctionTransformer(_titles), tfidf_vectorizer(min_df=1 if small else 2).set_params(
+        max_df=1.0 if small else 0.5))
     return FeatureUnion([("text", body), ("title", title)], transformer_weights={"text": 1.0,
                                                                                   "title": float(title_weight)})
 
@@ -102,7 +103,7 @@ def _vectorizer(n_texts: int):
     """Word 1-2-gram TF-IDF with the TF-IDF peer's settings; n-grams seen once are kept only on tiny data."""
     from ..bench.peers import tfidf_vectorizer
 
-    return tfidf_vectorizer(min_df=1 if n_texts < 50 else 2, max_features=200_000)
+    return tfidf_vectorizer(min_df=1 if n_texts < TINY else 2, max_features=200_000)
 
 
 def _save(folder: Path, vectorizer, kind: str, tensors: dict[str, np.ndarray]) -> dict[str, str]:

@@ -238,8 +238,8 @@ def train_stage(parts: "L.Parts", stage: int, recipe_name: str, target_recall: f
     transfer, the encoder starts from a model trained on an intermediate task (a recipe whose encoder trains).
     ``encoder``: another encoder in the recipe's place (e.g. one adapted with ``transferlab adapt mlm``).
     ``refit`` (True, False, or None for :func:`refits`' default by recipe): once the recipe is fixed (it was chosen
-    on the validation part), the model is refitted on training + validation data, with its threshold and calibration fitted on the
-    out-of-fold scores of a 5-fold cross-validation over the same data: for stage 1 the validation period is the
+    on the validation part), the model is refitted on training + validation data, with its threshold and
+    calibration fitted on the out-of-fold scores of a 5-fold cross-validation over the same data: for stage 1 the validation period is the
     most recent labelled text, the closest to what a scan reads (benchmarks/vuln/NOTES.md measures the gain)."""
     from ..evaluation.decision import FEW_POSITIVES
 

@@ -289,21 +289,21 @@ class Store:
     @contextmanager
     def _migration_lock(self):
         """Only one process migrates a database at a time; the others then find it up to date."""
-        if self.migration_lock_path is None:
+        path = self.migration_lock_path
+        if path is None:
             yield  # PostgreSQL: an advisory lock inside the migration's transaction
             return
         import filelock
 
-        path = str(self.migration_lock_path)
-        lock = filelock.FileLock(path, timeout=600)
+        lock = filelock.FileLock(str(path), timeout=600)
         try:
             lock.acquire()
         except filelock.Timeout:
-            raise StoreError("another process has held the migration lock for 10 minutes", where=path,
+            raise StoreError("another process has held the migration lock for 10 minutes", where=str(path),
                              hint="wait for the other `transferlab vuln` command to finish, or delete the lock file "
                                   "if no other is running") from None
         except OSError as err:
-            raise StoreError(f"cannot create the migration lock file ({err.strerror or err})", where=path,
+            raise StoreError(f"cannot create the migration lock file ({err.strerror or err})", where=str(path),
                              hint="this database is older than this version of TransferLab and must be upgraded "
                                   "once: run the command where its folder is writable (as the owner of the "
                                   "database)") from None
