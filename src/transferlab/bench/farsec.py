@@ -66,6 +66,8 @@ FAMILIES: dict[str, dict] = {
                                                                    "tfidf_stack": True, "head_solver": "lbfgs"},
                                   "train": {"metric": "pr_auc"},
                                   "grid": {"class_weight": ["auto", None], "head_c": [0.3, 1.0]}},
+    # a GPU family: on 2 CPU cores MiniLM trains at about 4.5 samples/s at 256 tokens, so 2 epochs x 2 settings over
+    # Chromium's training part take about 4.7 hours (benchmarks/farsec/NOTES.md, "A fine-tuned MiniLM ...")
     "minilm-finetune": {"kind": "transferlab", "model": {"encoder": "minilm", "strategy": "finetune",
                                                          "max_length": 256, "truncation": "head+tail"},
                         "train": {"epochs": 2, "metric": "pr_auc"},
