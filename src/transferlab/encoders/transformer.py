@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFileError, ModelNotAvailableError
+from ..errors import ConfigError, ModelFileError, ModelNotAvailableError
 from .zoo import Resolved, refuse_folder_code, remote_code_refusals
 
 
@@ -20,9 +20,15 @@ def hub_kwargs(resolved: Resolved, trust_remote_code: bool) -> dict:
     return kwargs
 
 
-def load_pretrained(resolved: Resolved, trust_remote_code: bool = False):
-    """(tokenizer, backbone) of a pretrained transformer, in float32 whatever the stored dtype."""
-    from transformers import AutoModel, AutoTokenizer
+# the names transformers' configurations give the attention-probability dropout (BERT, MPNet, RoBERTa, ELECTRA...:
+# the first; DistilBERT, BART and most decoders: the second)
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def load_pretrained(resolved: Resolved, trust_remote_code: bool = False, attention_dropout: float | None = None):
+    """(tokenizer, backbone) of a pretrained transformer, in float32 whatever the stored dtype; ``attention_dropout``
+    replaces the checkpoint's attention-probability dropout (ModelConfig.attention_dropout)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if resolved.local:
         refuse_folder_code(resolved.location, trust_remote_code)
@@ -30,6 +36,16 @@ def load_pretrained(resolved: Resolved, trust_remote_code: bool = False):
     try:
         with remote_code_refusals(resolved.location):
             tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+            if attention_dropout is not None:
+                config = AutoConfig.from_pretrained(resolved.location, **kwargs)
+                keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+                if not keys:
+                    raise ConfigError(f"this {config.model_type} encoder's configuration names no attention dropout "
+                                      f"({' or '.join(ATTENTION_DROPOUT_KEYS)})", where=resolved.location,
+                                      hint="drop --attention-dropout")
+                for key in keys:
+                    setattr(config, key, float(attention_dropout))
+                kwargs["config"] = config
             backbone = AutoModel.from_pretrained(resolved.location, use_safetensors=True, dtype=torch.float32,
                                                  **kwargs)
     except OSError as exc:

@@ -273,7 +273,8 @@ class TransformerBackend(Backend):
     def build(self, train, validation, n_labels, seed):
         from ..encoders.transformer import load_pretrained
 
-        self.tokenizer, backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code)
+        self.tokenizer, backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code,
+                                                   self.cfg.attention_dropout)
         self.info = {"pair": train.is_pair}
         return self._wrap(backbone, n_labels)
 

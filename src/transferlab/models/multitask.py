@@ -164,7 +164,7 @@ class MultiTaskModel(Estimator):
         _seed_everything(tcfg.seed)
         self.device_ = pick_device(tcfg.device)
         self.resolved_ = resolve(mcfg.encoder)
-        tokenizer, backbone = load_pretrained(self.resolved_, mcfg.trust_remote_code)
+        tokenizer, backbone = load_pretrained(self.resolved_, mcfg.trust_remote_code, mcfg.attention_dropout)
         self.names_ = list(tasks)
         views, items, targets, val_items, val_gold = [], [], [], [], []
         for name, spec in tasks.items():

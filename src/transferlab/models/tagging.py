@@ -231,7 +231,8 @@ class TransformerTaggingBackend(Backend):
     def build(self, train, validation, tags, seed):
         from ..encoders.transformer import load_pretrained
 
-        self.tokenizer, backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code)
+        self.tokenizer, backbone = load_pretrained(self.resolved, self.cfg.trust_remote_code,
+                                                   self.cfg.attention_dropout)
         self.info = {}
         return self.strategy.wrap(TransformerTaggerNet(self.cfg, backbone, tags))
 
